@@ -1,0 +1,31 @@
+"""The shared MoE core: routers, experts, dispatch, losses and balancing (depends on torch only)."""
+
+from domain_moe.core import losses
+from domain_moe.core.dispatch import BACKENDS, build_plan, combine, gather_rows, grouped_linear, use_backend
+from domain_moe.core.experts import Experts, GLUExperts, MLPExperts, ModuleListExperts, SharedExperts
+from domain_moe.core.moe import MoE, collect_aux, deepseek_moe
+from domain_moe.core.routing import Router, TopKRouter
+from domain_moe.core.types import DispatchPlan, MoEAux, RoutingDecision
+
+__all__ = [
+    "BACKENDS",
+    "DispatchPlan",
+    "Experts",
+    "GLUExperts",
+    "MLPExperts",
+    "MoE",
+    "MoEAux",
+    "ModuleListExperts",
+    "Router",
+    "RoutingDecision",
+    "SharedExperts",
+    "TopKRouter",
+    "build_plan",
+    "collect_aux",
+    "combine",
+    "deepseek_moe",
+    "gather_rows",
+    "grouped_linear",
+    "losses",
+    "use_backend",
+]
