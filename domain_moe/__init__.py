@@ -22,22 +22,40 @@ from domain_moe.core import (
     deepseek_moe,
     use_backend,
 )
+from domain_moe.core import (
+    DenseRouter,
+    ExpertChoiceRouter,
+    NoisyTopKRouter,
+    NullExpertRouter,
+    RandomRouter,
+    SoftMoERouter,
+    SwitchRouter,
+    TopPRouter,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "DenseRouter",
     "DispatchPlan",
+    "ExpertChoiceRouter",
     "Experts",
     "GLUExperts",
     "MLPExperts",
     "MoE",
     "MoEAux",
     "ModuleListExperts",
+    "NoisyTopKRouter",
+    "NullExpertRouter",
+    "RandomRouter",
     "Router",
     "RoutingDecision",
     "SharedExperts",
+    "SoftMoERouter",
+    "SwitchRouter",
     "TopKRouter",
+    "TopPRouter",
     "__version__",
     "collect_aux",
     "deepseek_moe",

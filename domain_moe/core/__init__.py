@@ -5,21 +5,39 @@ from domain_moe.core.dispatch import BACKENDS, build_plan, combine, gather_rows,
 from domain_moe.core.experts import Experts, GLUExperts, MLPExperts, ModuleListExperts, SharedExperts
 from domain_moe.core.moe import MoE, collect_aux, deepseek_moe
 from domain_moe.core.routing import Router, TopKRouter
+from domain_moe.core.routing import (
+    DenseRouter,
+    ExpertChoiceRouter,
+    NoisyTopKRouter,
+    NullExpertRouter,
+    RandomRouter,
+    SoftMoERouter,
+    SwitchRouter,
+    TopPRouter,
+)
 from domain_moe.core.types import DispatchPlan, MoEAux, RoutingDecision
 
 __all__ = [
     "BACKENDS",
+    "DenseRouter",
     "DispatchPlan",
+    "ExpertChoiceRouter",
     "Experts",
     "GLUExperts",
     "MLPExperts",
     "MoE",
     "MoEAux",
     "ModuleListExperts",
+    "NoisyTopKRouter",
+    "NullExpertRouter",
+    "RandomRouter",
     "Router",
     "RoutingDecision",
     "SharedExperts",
+    "SoftMoERouter",
+    "SwitchRouter",
     "TopKRouter",
+    "TopPRouter",
     "build_plan",
     "collect_aux",
     "combine",

@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-def switch_balance(probs: Tensor, counts: Tensor, top_k: int = 1) -> Tensor:
+def switch_balance(probs: Tensor, counts: Tensor, top_k: int | None = 1) -> Tensor:
     """Switch Transformer load-balancing loss, ``E / (T K) * sum_i counts_i * mean_t probs_ti``.
 
     Equals 1 for perfectly uniform routing and grows to ``E`` when one expert takes everything
@@ -32,14 +32,20 @@ def switch_balance(probs: Tensor, counts: Tensor, top_k: int = 1) -> Tensor:
     Args:
         probs: router probabilities.
         counts: assignments per expert (no gradient flows through them).
-        top_k: slots per token ``K``.
+        top_k: slots per token ``K``; ``None`` for variable-k routers (top-p), which normalise by the
+            number of assignments actually made, ``sum_i counts_i``, instead of ``T K``.
 
     Shapes:
         - probs: ``[T, E]``
         - counts: ``[E]``
     """
     num_tokens, num_experts = probs.shape
-    frac = counts.detach().float() / max(num_tokens * top_k, 1)
+    counts = counts.detach().float()
+    if top_k is None:
+        # A device-side total (no host sync): only the spread of the load is penalised, not its size.
+        frac = counts / counts.sum().clamp_min(1.0)
+    else:
+        frac = counts / max(num_tokens * top_k, 1)
     return num_experts * (frac * probs.float().mean(0)).sum()
 
 

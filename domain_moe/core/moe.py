@@ -84,6 +84,13 @@ class MoE(nn.Module):
         self.d_out = experts.d_out
         self.last_aux = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The last call's losses are graph tensors: copies and pickles of the layer start without them
+        # (deepcopy of non-leaf tensors fails, e.g. when building an EMA copy of a model).
+        state = self.__dict__.copy()
+        state["last_aux"] = None
+        return state
+
     @property
     def num_experts(self) -> int:
         """Routed experts ``E``."""

@@ -89,6 +89,8 @@ def check_router(
         loss = (target * probe).sum()
         if d.probs is not None:
             loss = loss + (d.probs * torch.randn(d.probs.shape, generator=gen)).sum()
+        if not loss.requires_grad:
+            raise _fail(router, "no gradient reaches the router parameters from the routing weights")
         loss.backward()
         grads = [p.grad for p in router.parameters() if p.requires_grad]
         if not any(g is not None and bool(g.abs().sum() > 0) for g in grads):

@@ -106,9 +106,11 @@ def resolve_backend(
             to run on this input.
     """
     reasons = dict(reasons or {})
-    if "triton" not in reasons:
-        reasons["triton"] = triton_available(x.device)
     name = current_backend(requested)
+    # Only look for the kernels when they could be used: the import is not traceable by torch.compile.
+    wants_triton = name == "triton" or (name == "auto" and x.device.type == "cuda" and "triton" in supported)
+    if wants_triton and "triton" not in reasons:
+        reasons["triton"] = triton_available(x.device)
     if name != "auto":
         if name not in supported:
             raise ValueError(f"backend={name!r} is not supported by this layer; it supports {tuple(supported)}")
@@ -118,8 +120,8 @@ def resolve_backend(
         return name
     order = ([preferred] if preferred else []) + ["triton", "torch_grouped", "torch_loop", "dense_all"]
     for candidate in order:
+        if candidate == "triton" and (x.device.type != "cuda" or "triton" not in reasons):
+            continue  # the interpreter is for tests, never chosen automatically
         if candidate in supported and reasons.get(candidate) is None:
-            if candidate == "triton" and x.device.type != "cuda":
-                continue  # the interpreter is for tests, never chosen automatically
             return candidate
     raise ValueError(f"no backend among {tuple(supported)} can run this input: {reasons}")
