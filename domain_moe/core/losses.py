@@ -32,8 +32,8 @@ def switch_balance(probs: Tensor, counts: Tensor, top_k: int | None = 1) -> Tens
     Args:
         probs: router probabilities.
         counts: assignments per expert (no gradient flows through them).
-        top_k: slots per token ``K``; ``None`` for variable-k routers (top-p), which normalise by the
-            number of assignments actually made, ``sum_i counts_i``, instead of ``T K``.
+        top_k: slots per token ``K``; ``None`` for variable-k routers (top-p), which normalise by
+            the number of assignments actually made, ``sum_i counts_i``, instead of ``T K``.
 
     Shapes:
         - probs: ``[T, E]``
@@ -42,7 +42,8 @@ def switch_balance(probs: Tensor, counts: Tensor, top_k: int | None = 1) -> Tens
     num_tokens, num_experts = probs.shape
     counts = counts.detach().float()
     if top_k is None:
-        # A device-side total (no host sync): only the spread of the load is penalised, not its size.
+        # A device-side total (no host sync): only the spread of the load is penalised, not its
+        # size (the number of experts per token is the entropy loss's business).
         frac = counts / counts.sum().clamp_min(1.0)
     else:
         frac = counts / max(num_tokens * top_k, 1)
@@ -100,10 +101,10 @@ def importance_load_cv2(
     in_threshold = top[:, top_k : top_k + 1]  # (k+1)-th: threshold for a selected expert
     out_threshold = top[:, top_k - 1 : top_k]  # k-th: threshold for an unselected one
     is_in = noisy_logits.float() > in_threshold
-    normal = torch.distributions.Normal(0.0, 1.0)
     std = noise_std.float().clamp_min(1e-9)
-    prob_in = normal.cdf((clean_logits.float() - in_threshold) / std)
-    prob_out = normal.cdf((clean_logits.float() - out_threshold) / std)
+    # ndtr is the standard normal CDF; no distribution object (or its CPU scalars) per call.
+    prob_in = torch.special.ndtr((clean_logits.float() - in_threshold) / std)
+    prob_out = torch.special.ndtr((clean_logits.float() - out_threshold) / std)
     load = torch.where(is_in, prob_in, prob_out).sum(0)
     return importance, _cv2(load)
 

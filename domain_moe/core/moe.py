@@ -169,7 +169,10 @@ class MoE(nn.Module):
                 dropped = decision.counts.new_zeros((), dtype=torch.float32)
             mean_k = (idx >= 0).sum(-1).float().mean() if idx.numel() else dropped.new_zeros(())
             probs = decision.probs
-            ent = losses.entropy(probs[:, : self.num_experts]) if probs is not None else None
+            ent = None
+            if probs is not None:
+                # Sigmoid scores and AdaMoE's E + m outputs are not distributions over E: normalise first.
+                ent = losses.entropy(probs / probs.sum(-1, keepdim=True).clamp_min(1e-12))
         return MoEAux(
             losses=self.router.aux_losses(decision),
             counts=decision.counts.detach(),

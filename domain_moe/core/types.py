@@ -150,9 +150,10 @@ class MoEAux:
             tensor that backpropagates into the router.
         counts: rows per expert after capacity.
         num_tokens: tokens routed in the call.
-        dropped_fraction: fraction of the ``T * K`` slots that got no expert (capacity drops, unused
-            top-p slots, null experts).
-        mean_k: average number of real experts per token.
+        dropped_fraction: fraction of the router's selected assignments removed by capacity (the
+            tokens then pass through the residual only); 0 for dropless routers.
+        mean_k: average number of real experts per token (below ``K`` for top-p routing, null experts
+            and capacity drops).
         router_entropy: mean entropy of the router distribution (nats), or ``None``.
 
     Shapes:

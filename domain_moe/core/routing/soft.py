@@ -119,7 +119,7 @@ class SoftMoERouter(Router):
         """Route the sequences ``x``; see the class docstring."""
         self.check_input(x)
         batch, length, _ = x.shape
-        phi = self.phi
+        phi: Tensor = self.phi
         if self.scale is not None:
             x = F.normalize(x.float(), dim=-1)
             phi = self.scale * F.normalize(phi.float(), dim=0)
