@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import importlib
 import os
 from collections.abc import Iterator, Sequence
 
@@ -72,7 +71,8 @@ def triton_available(device: torch.device) -> str | None:
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         return f"the triton backend runs on CUDA (or under TRITON_INTERPRET=1); the input is on {device}"
     try:
-        module = importlib.import_module("domain_moe.core.dispatch.triton")
+        # A plain import statement (not importlib) so torch.compile can trace through this check.
+        import domain_moe.core.dispatch.triton as module
     except ImportError as err:
         return f"the triton kernels cannot be imported ({err}); install them with: pip install 'domain-moe[triton]'"
     reason: str | None = getattr(module, "UNAVAILABLE_REASON", None)

@@ -4,6 +4,13 @@ Everything here is deterministic: the plan comes from a stable argsort and integ
 accumulates floats through atomics. The gather of rows and the combine are each other's backward
 (a gather's gradient is a combine with unit weights), written as ``autograd.Function`` pairs so the
 backward never falls back to ``index_add_``.
+
+On CPU (eager mode) reading the expert offsets on the host costs nothing, so the CPU path uses them:
+trash rows are zeroed in place instead of masked with ``torch.where``, the combine is ``K`` row gathers
+and fused multiply-adds instead of a ``[T, K, D]`` copy and a batched product, and the grouped linear map
+is one ``autograd.Function`` whose bias is a per-expert broadcast (its gradient a per-expert row sum)
+instead of a one-hot GEMM. On other devices, and while compiling, the sync-free formulation is used.
+Either way the result is bitwise reproducible run to run.
 """
 
 from __future__ import annotations
@@ -72,6 +79,25 @@ def build_plan(topk_idx: Tensor, topk_w: Tensor, num_experts: int) -> DispatchPl
     )
 
 
+def _host_bounds(plan: DispatchPlan) -> list[int] | None:
+    """Expert row bounds ``expert_offsets`` as host ints when reading them is free (CPU, eager), else ``None``."""
+    offsets = plan.expert_offsets
+    if offsets.device.type != "cpu" or torch.compiler.is_compiling():
+        return None
+    return offsets.tolist()  # type: ignore[no-any-return]
+
+
+def _zero_trash(out: Tensor, plan: DispatchPlan, bounds: list[int] | None) -> Tensor:
+    """``out`` with its trash rows zeroed: in place given host bounds, else with a mask (no sync)."""
+    if bounds is not None:
+        if bounds[-1] < out.shape[0]:
+            out[bounds[-1] :].zero_()
+        return out
+    valid = (torch.arange(plan.num_rows, device=out.device) < plan.valid_rows).unsqueeze(-1)
+    # where(), not a multiply: the rows may hold uninitialised values (NaN * 0 is NaN).
+    return torch.where(valid, out, out.new_zeros(()))
+
+
 def _gathered_slots(rows: Tensor, row_of_slot: Tensor) -> Tensor:
     """``rows[row_of_slot]`` with zeros for ``-1`` slots, shape ``[T, K, D]``."""
     num_tokens, top_k = row_of_slot.shape
@@ -82,14 +108,45 @@ def _gathered_slots(rows: Tensor, row_of_slot: Tensor) -> Tensor:
     return torch.where(valid.unsqueeze(-1), picked, picked.new_zeros(()))
 
 
+def _slot_sum(rows: Tensor, weight: Tensor | None, plan: DispatchPlan) -> Tensor:
+    """``out[t] = sum_k w[t, k] * rows[row(t, k)]`` (``w = 1`` when ``weight`` is ``None``), ``-1`` slots skipped.
+
+    The ``K`` terms are added in slot order. With host bounds (CPU) this is ``K`` row gathers and fused
+    multiply-adds; elsewhere one ``[T, K, D]`` gather and a batched product.
+    """
+    row_of_slot = plan.row_of_slot
+    bounds = _host_bounds(plan)
+    if bounds is None:
+        picked = _gathered_slots(rows, row_of_slot)
+        if weight is None:
+            return picked.sum(1)
+        return torch.bmm(weight.to(picked.dtype).unsqueeze(1), picked).squeeze(1)
+    # Every -1 slot owns one trash row, so a plan without trash rows has no -1 slot to mask.
+    drops = bounds[-1] < plan.num_rows
+    w = None if weight is None else weight.to(rows.dtype)
+    out: Tensor | None = None
+    for k in range(row_of_slot.shape[1]):
+        col = row_of_slot[:, k]
+        picked = rows.index_select(0, col.clamp_min(0) if drops else col)
+        if drops:
+            picked = torch.where((col >= 0).unsqueeze(-1), picked, picked.new_zeros(()))
+        if out is None:
+            out = picked if w is None else picked.mul_(w[:, k : k + 1])
+        elif w is None:
+            out.add_(picked)
+        else:
+            out.addcmul_(picked, w[:, k : k + 1])
+    assert out is not None
+    return out
+
+
 def _weighted_rows(src: Tensor, plan: DispatchPlan, weight: Tensor | None) -> Tensor:
     """Rows ``weight[slot(r)] * src[token(r)]``, zero for trash rows, shape ``[A, D]``."""
     out = src.index_select(0, plan.sorted_token)
-    valid = (torch.arange(plan.num_rows, device=src.device) < plan.valid_rows).unsqueeze(-1)
     if weight is not None:
         slot_w = weight.reshape(-1).index_select(0, plan.slot_of_row)
-        out = out * slot_w.unsqueeze(-1).to(out.dtype)
-    return torch.where(valid, out, out.new_zeros(()))
+        out.mul_(slot_w.unsqueeze(-1).to(out.dtype))
+    return _zero_trash(out, plan, _host_bounds(plan))
 
 
 class _GatherRows(torch.autograd.Function):
@@ -104,15 +161,16 @@ class _GatherRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_rows: Tensor):  # type: ignore[no-untyped-def]
         plan = ctx.plan
-        ones = grad_rows.new_ones(plan.row_of_slot.shape)
-        return combine(grad_rows, ones, plan), None
+        if torch.is_grad_enabled():  # double backward: stay differentiable
+            ones = grad_rows.new_ones(plan.row_of_slot.shape)
+            return combine(grad_rows, ones, plan), None
+        return _slot_sum(grad_rows, None, plan), None
 
 
 class _Combine(torch.autograd.Function):
     @staticmethod
     def forward(rows: Tensor, weight: Tensor, plan: DispatchPlan) -> Tensor:  # type: ignore[override]
-        picked = _gathered_slots(rows, plan.row_of_slot)
-        return torch.bmm(weight.to(picked.dtype).unsqueeze(1), picked).squeeze(1)
+        return _slot_sum(rows, weight, plan)
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[no-untyped-def]
@@ -124,6 +182,9 @@ class _Combine(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):  # type: ignore[no-untyped-def]
         rows, weight = ctx.saved_tensors
         plan = ctx.plan
+        bounds = _host_bounds(plan)
+        if bounds is not None and not torch.is_grad_enabled():
+            return (*_combine_backward_rows(rows, weight, plan, grad_out, bounds, ctx.needs_input_grad), None)
         grad_rows = grad_weight = None
         if ctx.needs_input_grad[0]:
             grad_rows = _weighted_gather(grad_out, weight, plan)
@@ -131,6 +192,37 @@ class _Combine(torch.autograd.Function):
             picked = _gathered_slots(rows, plan.row_of_slot)
             grad_weight = torch.bmm(picked, grad_out.unsqueeze(-1)).squeeze(-1).to(weight.dtype)
         return grad_rows, grad_weight, None
+
+
+def _combine_backward_rows(
+    rows: Tensor,
+    weight: Tensor,
+    plan: DispatchPlan,
+    grad_out: Tensor,
+    bounds: list[int],
+    needs: tuple[bool, ...],
+) -> tuple[Tensor | None, Tensor | None]:
+    """The combine's gradients computed on the grouped rows (CPU, first order).
+
+    One gather ``g[r] = grad_out[token(r)]`` serves both: ``grad_rows[r] = w[slot(r)] * g[r]`` and
+    ``grad_w[slot(r)] = <g[r], rows[r]>``, so no ``[T, K, D]`` copy of ``rows`` is made.
+    """
+    num_tokens, top_k = plan.row_of_slot.shape
+    g_rows = grad_out.index_select(0, plan.sorted_token)
+    grad_rows = grad_weight = None
+    if needs[1]:
+        dots = torch.bmm(g_rows.unsqueeze(1), rows.unsqueeze(-1)).view(-1)
+        row_of_slot = plan.row_of_slot
+        drops = bounds[-1] < plan.num_rows
+        picked = dots.index_select(0, (row_of_slot.clamp_min(0) if drops else row_of_slot).reshape(-1))
+        picked = picked.view(num_tokens, top_k)
+        if drops:
+            picked = torch.where(row_of_slot >= 0, picked, picked.new_zeros(()))
+        grad_weight = picked.to(weight.dtype)
+    if needs[0]:
+        slot_w = weight.reshape(-1).index_select(0, plan.slot_of_row).to(g_rows.dtype)
+        grad_rows = _zero_trash(g_rows.mul_(slot_w.unsqueeze(-1)), plan, bounds)
+    return grad_rows, grad_weight
 
 
 class _WeightedGather(torch.autograd.Function):
@@ -259,29 +351,163 @@ def grouped_linear(
         - bias: ``[E, D_out]``
         - output: ``[A, D_out]``
     """
+    if backend not in ("torch_loop", "torch_grouped"):
+        raise ValueError(f"grouped_linear: backend must be 'torch_loop' or 'torch_grouped', got {backend!r}")
+    bounds = _host_bounds(plan)
+    if bounds is not None:
+        out: Tensor = _GroupedLinear.apply(rows, weight, bias, plan, bounds, backend == "torch_grouped")
+        return out
+    return _grouped_linear_composed(rows, weight, bias, plan, backend)
+
+
+def _grouped_linear_composed(
+    rows: Tensor, weight: Tensor, bias: Tensor | None, plan: DispatchPlan, backend: str
+) -> Tensor:
+    """:func:`grouped_linear` from differentiable ops, without a host sync for ``torch_grouped``.
+
+    The device path, and the double backward of the CPU path.
+    """
     num_experts = weight.shape[0]
     if backend == "torch_grouped":
         offs = plan.expert_offsets[1:].to(torch.int32)
         out = F.grouped_mm(rows, weight.transpose(-2, -1), offs=offs)
-        valid = (torch.arange(plan.num_rows, device=rows.device) < plan.valid_rows).unsqueeze(-1)
-        out = torch.where(valid, out, out.new_zeros(()))
-    elif backend == "torch_loop":
+    else:
         bounds = plan.expert_offsets.tolist()
         pieces = [F.linear(rows[bounds[e] : bounds[e + 1]], weight[e]) for e in range(num_experts)]
         pieces.append(rows.new_zeros(plan.num_rows - bounds[-1], weight.shape[1]))
         out = torch.cat(pieces, 0)
-    else:
-        raise ValueError(f"grouped_linear: backend must be 'torch_loop' or 'torch_grouped', got {backend!r}")
     if bias is not None:
         out = out + _row_bias(bias, plan)
-    return out
+    # Masked after the bias, so the gradient reaching the bias GEMM and grouped_mm is zero on trash rows
+    # (grouped_mm leaves rows past offs[-1] uninitialised, also in its backward).
+    return _zero_trash(out, plan, None)
 
 
 def _row_bias(bias: Tensor, plan: DispatchPlan) -> Tensor:
-    """Bias of each row's expert (zero for trash rows) as a one-hot product, so its gradient is a GEMM
-    (a fixed-order reduction) rather than an ``index_add_``."""
+    """Bias of each row's expert (zero for trash rows) as a one-hot product.
+
+    Its gradient is then a GEMM (a fixed-order reduction) rather than an ``index_add_``.
+    """
     one_hot = F.one_hot(plan.row_expert(), plan.num_experts + 1)[:, : plan.num_experts]
     return one_hot.to(bias.dtype) @ bias
+
+
+def _segment_mm(a: Tensor, b: Tensor, bounds: list[int], grouped: bool, offs: Tensor | None) -> Tensor:
+    """``out[r] = a[r] @ b[e(r)]`` for the rows of each expert; trash rows zero.
+
+    Shapes:
+        - a: ``[A, M]``
+        - b: ``[E, M, N]`` (any strides)
+        - output: ``[A, N]``
+    """
+    if grouped:
+        out = F.grouped_mm(a, b, offs=offs)
+    else:
+        out = a.new_empty(a.shape[0], b.shape[-1])
+        for e in range(b.shape[0]):
+            lo, hi = bounds[e], bounds[e + 1]
+            if hi > lo:
+                torch.mm(a[lo:hi], b[e], out=out[lo:hi])
+    if bounds[-1] < out.shape[0]:
+        out[bounds[-1] :].zero_()
+    return out
+
+
+def _segment_outer(g: Tensor, rows: Tensor, bounds: list[int], grouped: bool, offs: Tensor | None) -> Tensor:
+    """Per expert ``g_e^T @ rows_e`` over its rows (the weight gradient); zero for experts without rows.
+
+    Shapes:
+        - g: ``[A, N]``
+        - rows: ``[A, M]``
+        - output: ``[E, N, M]``
+    """
+    num_experts = len(bounds) - 1
+    if grouped:
+        return F.grouped_mm(g.t(), rows, offs=offs)
+    out = g.new_empty(num_experts, g.shape[1], rows.shape[1])
+    for e in range(num_experts):
+        lo, hi = bounds[e], bounds[e + 1]
+        if hi > lo:
+            torch.mm(g[lo:hi].t(), rows[lo:hi], out=out[e])
+        else:
+            out[e].zero_()
+    return out
+
+
+def _segment_sum(g: Tensor, bounds: list[int], grouped: bool, offs: Tensor | None) -> Tensor:
+    """Per expert, the sum of its rows of ``g`` (the bias gradient), each in a fixed order.
+
+    Shapes:
+        - g: ``[A, N]``
+        - output: ``[E, N]``
+    """
+    num_experts = len(bounds) - 1
+    if grouped:
+        # A ones row times each expert's rows: one grouped GEMV instead of E Python-level reductions.
+        # The row is padded so its stride stays 16-byte aligned, as grouped_mm requires.
+        pad = -g.shape[0] % 16
+        ones = g.new_ones(1, g.shape[0] + pad)[:, : g.shape[0]]
+        return F.grouped_mm(ones, g, offs=offs).view(num_experts, g.shape[1])
+    out = g.new_empty(num_experts, g.shape[1])
+    for e in range(num_experts):
+        torch.sum(g[bounds[e] : bounds[e + 1]], 0, out=out[e])
+    return out
+
+
+class _GroupedLinear(torch.autograd.Function):
+    """``out[r] = rows[r] @ W[e(r)]^T + b[e(r)]`` on CPU, with host bounds; trash rows zero.
+
+    Forward and backward run the same per-expert GEMMs (``F.grouped_mm`` or a loop of ``mm`` writing into
+    one output), the bias is a per-expert broadcast and its gradient a per-expert row sum. Trash rows are
+    zeroed in the outputs and never read by the weight and bias gradients.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        rows: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        plan: DispatchPlan,
+        bounds: list[int],
+        grouped: bool,
+    ) -> Tensor:
+        offs = _offs(bounds, rows.device) if grouped else None
+        out = _segment_mm(rows, weight.transpose(-2, -1), bounds, grouped, offs)
+        if bias is not None and bounds[-1] > 0:
+            valid = bounds[-1]
+            out[:valid].add_(bias.repeat_interleave(plan.counts, 0, output_size=valid))
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[no-untyped-def]
+        rows, weight, bias, plan, bounds, grouped = inputs
+        ctx.plan, ctx.bounds, ctx.grouped = plan, bounds, grouped
+        ctx.save_for_backward(rows, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[no-untyped-def]
+        rows, weight, bias = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():
+            # Double backward: differentiate the composed formulation, which autograd can differentiate again.
+            backend = "torch_grouped" if ctx.grouped else "torch_loop"
+            inputs = [t for t, n in zip((rows, weight, bias), needs) if n]
+            out = _grouped_linear_composed(rows, weight, bias, ctx.plan, backend)
+            grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=True))
+            return (*(next(grads) if n else None for n in needs), None, None, None)
+        bounds, grouped = ctx.bounds, ctx.grouped
+        grad_out = grad_out.contiguous()
+        offs = _offs(bounds, grad_out.device) if grouped else None
+        grad_rows = _segment_mm(grad_out, weight, bounds, grouped, offs) if needs[0] else None
+        # grad_out's trash rows are never read below: the segments end at bounds[-1].
+        grad_weight = _segment_outer(grad_out, rows, bounds, grouped, offs) if needs[1] else None
+        grad_bias = _segment_sum(grad_out, bounds, grouped, offs) if needs[2] else None
+        return grad_rows, grad_weight, grad_bias, None, None, None
+
+
+def _offs(bounds: list[int], device: torch.device) -> Tensor:
+    """``grouped_mm``'s group ends from host bounds."""
+    return torch.tensor(bounds[1:], dtype=torch.int32, device=device)
 
 
 def expert_buffer_positions(plan: DispatchPlan, capacity: int) -> Tensor:

@@ -53,7 +53,7 @@ class MLPExperts(Experts):
         (torch.Size([4, 32, 16]), torch.Size([4, 16, 32]))
     """
 
-    supported_backends = ("torch_loop", "torch_grouped", "bmm", "dense_all")
+    supported_backends = ("torch_loop", "torch_grouped", "bmm", "dense_all", "triton")
 
     #: Multiplier of ``d_hidden`` in the first weight (2 for gated units).
     _hidden_mult = 1
@@ -98,9 +98,20 @@ class MLPExperts(Experts):
         return self.act(pre)
 
     def backend_reasons(self, x: Tensor) -> dict[str, str | None]:
-        """``torch_grouped`` needs ``F.grouped_mm`` support for this dtype, device and widths."""
+        """Why a backend cannot run on ``x``.
+
+        ``torch_grouped`` needs ``F.grouped_mm`` support for this dtype, device and widths; ``triton`` a
+        float32/float16 (or, on CUDA, bfloat16) input.
+        """
         reason = grouped_mm_supported(x, self.w1) or grouped_mm_supported(x, self.w2)
-        return {"torch_grouped": reason}
+        reasons: dict[str, str | None] = {"torch_grouped": reason}
+        # Only a dtype veto: without one the key stays absent, so the dispatcher still checks that the
+        # kernels can run on this device (and never imports triton for it here).
+        if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            reasons["triton"] = f"the triton kernels take float32, float16 or bfloat16, got {x.dtype}"
+        elif x.dtype == torch.bfloat16 and x.device.type != "cuda":
+            reasons["triton"] = "bfloat16 maths is wrong in the Triton interpreter; use float32/float16 on CPU"
+        return reasons
 
     def forward_expert(self, expert: int, x: Tensor, **kwargs: Any) -> Tensor:
         """One expert on rows ``x``, written with ``F.linear`` (the oracle's definition)."""
@@ -121,6 +132,12 @@ class MLPExperts(Experts):
             return self._forward_dense_all(x, plan)
         if backend == "bmm":
             return self._forward_bmm(x, plan, plan.num_tokens if capacity is None else capacity)
+        if backend == "triton":
+            # Imported here so that ``import domain_moe`` never imports triton.
+            from domain_moe.core.dispatch.triton.autograd import expert_mlp
+
+            glu = self._hidden_mult == 2
+            return expert_mlp(x, plan, self.w1, self.b1, self.w2, self.b2, activation=self.activation, glu=glu)
         if backend not in ("torch_loop", "torch_grouped"):
             raise ValueError(f"{type(self).__name__} cannot run on backend={backend!r}")
         rows = gather_rows(x, plan)
@@ -128,23 +145,21 @@ class MLPExperts(Experts):
         return grouped_linear(h, self.w2, self.b2, plan, backend=backend)
 
     def _forward_bmm(self, x: Tensor, plan: DispatchPlan, capacity: int) -> Tensor:
+        capacity = _tight_capacity(plan, capacity)
         positions = expert_buffer_positions(plan, capacity)
         buf = to_expert_buffer(gather_rows(x, plan), positions, self.num_experts, capacity)
-        pre = torch.bmm(buf, self.w1.transpose(1, 2))
-        if self.b1 is not None:
-            pre = pre + self.b1.unsqueeze(1)
-        out = torch.bmm(self.hidden(pre), self.w2.transpose(1, 2))
-        if self.b2 is not None:
-            out = out + self.b2.unsqueeze(1)
+        pre = _batched_linear(buf, self.w1, self.b1)
+        out = _batched_linear(self.hidden(pre), self.w2, self.b2)
         return from_expert_buffer(out, positions)
 
     def _forward_dense_all(self, x: Tensor, plan: DispatchPlan) -> Tensor:
-        pre = torch.matmul(x.unsqueeze(0), self.w1.transpose(1, 2))
-        if self.b1 is not None:
-            pre = pre + self.b1.unsqueeze(1)
-        out = torch.matmul(self.hidden(pre), self.w2.transpose(1, 2))
-        if self.b2 is not None:
-            out = out + self.b2.unsqueeze(1)
+        num_tokens = x.shape[0]
+        # The first layer of all experts is one [T, D] x [D, E*H] GEMM: no [E, T, D] copy of x, and its
+        # input gradient is a GEMM too (instead of a sum over E broadcast copies).
+        w1 = self.w1.reshape(-1, self.d_model)
+        b1 = None if self.b1 is None else self.b1.reshape(-1)
+        pre = F.linear(x, w1, b1).view(num_tokens, self.num_experts, -1).transpose(0, 1)
+        out = _batched_linear(self.hidden(pre), self.w2, self.b2)
         return rows_from_all_experts(out, plan)
 
     def extra_repr(self) -> str:
@@ -153,3 +168,29 @@ class MLPExperts(Experts):
             f"bias={self.b1 is not None}"
         )
 
+
+def _batched_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``x[e] @ weight[e]^T + bias[e]`` for every expert, the bias fused into the product.
+
+    Shapes:
+        - x: ``[E, C, D_in]``
+        - weight: ``[E, D_out, D_in]``
+        - bias: ``[E, D_out]``
+        - output: ``[E, C, D_out]``
+    """
+    if bias is None:
+        return torch.bmm(x, weight.transpose(1, 2))
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+
+def _tight_capacity(plan: DispatchPlan, capacity: int) -> int:
+    """The ``bmm`` buffer's rows per expert: ``capacity``, lowered to the largest group where that is free.
+
+    Reading the counts costs nothing on CPU (eager). Rows past the largest group would be padding only, so
+    the result is the same; without this a dropless router (``capacity=None`` -> ``T``) pays for ``E * T``
+    rows.
+    """
+    counts = plan.counts
+    if counts.device.type != "cpu" or torch.compiler.is_compiling() or counts.numel() == 0:
+        return capacity
+    return max(1, min(capacity, int(counts.max())))

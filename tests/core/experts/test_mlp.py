@@ -61,4 +61,4 @@ def test_unknown_backend_raises():
     experts = MLPExperts(2, 4, 8)
     plan = build_plan(torch.zeros(3, 1, dtype=torch.long), torch.ones(3, 1), 2)
     with pytest.raises(ValueError, match="backend"):
-        experts(torch.randn(3, 4), plan, "triton")
+        experts(torch.randn(3, 4), plan, "bogus")
