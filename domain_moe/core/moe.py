@@ -91,6 +91,13 @@ class MoE(nn.Module):
         state["last_aux"] = None
         return state
 
+    def reset_parameters(self) -> None:
+        """Re-initialise the router, the experts and the shared experts."""
+        for part in (self.router, self.experts, self.shared):
+            reset = getattr(part, "reset_parameters", None)
+            if callable(reset):
+                reset()
+
     @property
     def num_experts(self) -> int:
         """Routed experts ``E``."""
@@ -204,7 +211,8 @@ def collect_aux(model: nn.Module) -> Tensor:
         m.last_aux.total for m in model.modules() if isinstance(m, MoE) and m.last_aux is not None and m.last_aux.losses
     ]
     if not terms:
-        return torch.zeros(())
+        param = next(model.parameters(), None)
+        return torch.zeros((), device=None if param is None else param.device)
     return torch.stack([t.float() for t in terms]).sum()
 
 

@@ -6,7 +6,8 @@ imports Lightning.
 
 from domain_moe.utils.imports import require
 
-require("lightning", extra="train", feature="domain_moe.training")
+for _name in ("lightning", "torchmetrics", "jsonargparse"):
+    require(_name, extra="train", feature="domain_moe.training")
 
 from domain_moe.training.callbacks import ExpertBiasCallback, ExpertLoadMonitor  # noqa: E402
 from domain_moe.training.classification import ClassificationTask  # noqa: E402
@@ -15,6 +16,8 @@ from domain_moe.training.cli import MoELightningCLI, main, run_cli  # noqa: E402
 from domain_moe.training.digits import DigitsDataModule  # noqa: E402
 from domain_moe.training.seed import seed_everything  # noqa: E402
 from domain_moe.training.task import MoETask, named_moe_layers  # noqa: E402
+
+del _name
 
 __all__ = [
     "ClassificationTask",

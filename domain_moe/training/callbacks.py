@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from domain_moe.core.balancing import BiasBalancer, all_reduce_counts
-from domain_moe.training.task import named_moe_layers
+from domain_moe.training.task import MoETask, named_moe_layers
 
 __all__ = ["ExpertBiasCallback", "ExpertLoadMonitor"]
 
@@ -39,7 +39,7 @@ class ExpertLoadMonitor(L.Callback):
         warmup_steps: optimizer steps before collapse checks start.
         collapse_threshold: collapse threshold as a fraction of the uniform share, in ``[0, 1)``
             (``0`` disables the warning).
-        log: log the shares through the LightningModule's logger.
+        log_shares: log the shares through the LightningModule's logger.
         plot: save the PNG at the end of ``fit``.
         filename: PNG file name inside the log directory.
 
@@ -54,7 +54,7 @@ class ExpertLoadMonitor(L.Callback):
         every_n_steps: int = 10,
         warmup_steps: int = 50,
         collapse_threshold: float = 0.1,
-        log: bool = True,
+        log_shares: bool = True,
         plot: bool = True,
         filename: str = "expert_load.png",
     ) -> None:
@@ -70,7 +70,7 @@ class ExpertLoadMonitor(L.Callback):
         self.every_n_steps = every_n_steps
         self.warmup_steps = warmup_steps
         self.collapse_threshold = collapse_threshold
-        self.log = log
+        self.log_shares = log_shares
         self.plot = plot
         self.filename = filename
         #: Per layer: ``{"step": [global step per record], "share": [[share per expert] per record]}``.
@@ -81,6 +81,7 @@ class ExpertLoadMonitor(L.Callback):
         self._warned: set[tuple[str, int]] = set()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start a fresh window (the history carries over, e.g. from a resumed checkpoint)."""
         self._window = {}
         self._batches = 0
         self._warned = set()
@@ -89,7 +90,10 @@ class ExpertLoadMonitor(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        for name, layer in named_moe_layers(pl_module):
+        """Add the batch's per-expert counts to the window; record it every ``every_n_steps`` batches."""
+        # Same layer names as MoETask's statistics: paths inside the injected network.
+        root = pl_module.model if isinstance(pl_module, MoETask) else pl_module
+        for name, layer in named_moe_layers(root):
             aux = layer.last_aux
             if aux is None:
                 continue
@@ -112,7 +116,7 @@ class ExpertLoadMonitor(L.Callback):
             entry = self.history.setdefault(name, {"step": [], "share": []})
             entry["step"].append(step)
             entry["share"].append(share.tolist())
-            if self.log:
+            if self.log_shares:
                 for expert, value in enumerate(share.tolist()):
                     pl_module.log(f"expert_load/{name}/{expert}", value, on_step=True, on_epoch=False)
             if step >= self.warmup_steps and self.collapse_threshold > 0:
@@ -133,6 +137,7 @@ class ExpertLoadMonitor(L.Callback):
             )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save the plot of the load history."""
         if not self.plot or not self.history:
             return
         # `log_dir` broadcasts from rank 0, so every rank must ask for it.
@@ -185,9 +190,11 @@ class ExpertLoadMonitor(L.Callback):
         return path
 
     def state_dict(self) -> dict[str, Any]:
+        """The load history, saved in checkpoints."""
         return {"history": self.history}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the load history of a checkpoint."""
         self.history = state_dict.get("history", {})
 
 
@@ -221,6 +228,7 @@ class ExpertBiasCallback(L.Callback):
         self.balancer = BiasBalancer(rate=rate, centered=centered)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Warn when no router of the model has a selection bias to update."""
         has_bias = any(isinstance(getattr(m, "selection_bias", None), Tensor) for m in pl_module.modules())
         if not has_bias:
             _warn_rank_zero(
@@ -231,4 +239,5 @@ class ExpertBiasCallback(L.Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
+        """Apply the bias update once per optimizer step, over all its micro-batches."""
         self.balancer.step(pl_module)

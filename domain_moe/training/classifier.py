@@ -145,6 +145,7 @@ class MoEClassifier(nn.Module):
         return self.head(self.final_norm(h))
 
     def extra_repr(self) -> str:
+        """Sizes shown in ``repr``."""
         return (
             f"num_features={self.num_features}, num_classes={self.num_classes}, d_model={self.d_model}, "
             f"num_layers={self.num_layers}"

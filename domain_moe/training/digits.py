@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import lightning as L
 import numpy as np
@@ -17,21 +17,25 @@ __all__ = ["DigitsDataModule"]
 class _EpochShuffleSampler(Sampler[int]):
     """Shuffles with a permutation that depends only on ``(seed, epoch)``.
 
-    Lightning calls :meth:`set_epoch` at the start of every epoch (also when resuming), so the data
-    order of a resumed run matches the uninterrupted one; a ``RandomSampler`` would draw its order from
-    the global RNG, whose state depends on everything that ran before.
+    A ``RandomSampler`` draws its order from the global RNG, whose state depends on everything that ran
+    before, so a resumed run would see other batches than the uninterrupted one. The epoch comes from
+    ``epoch_fn`` (the trainer's ``current_epoch``) when it returns one: Lightning's ``set_epoch`` value
+    is off by one after resuming from a checkpoint written at the end of an epoch. Without a trainer,
+    ``set_epoch`` (or 0) is used.
     """
 
-    def __init__(self, num_samples: int, seed: int) -> None:
+    def __init__(self, num_samples: int, seed: int, epoch_fn: Callable[[], int | None]) -> None:
         self.num_samples = num_samples
         self.seed = seed
         self.epoch = 0
+        self.epoch_fn = epoch_fn
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        epoch = self.epoch_fn()
+        generator = torch.Generator().manual_seed(self.seed + (self.epoch if epoch is None else epoch))
         return iter(torch.randperm(self.num_samples, generator=generator).tolist())
 
     def __len__(self) -> int:
@@ -153,7 +157,7 @@ class DigitsDataModule(L.LightningDataModule):
     def _loader(self, data: TensorDataset | None, train: bool) -> DataLoader:
         if data is None:
             raise RuntimeError("DigitsDataModule: call setup() before requesting a dataloader")
-        sampler = _EpochShuffleSampler(len(data), self.seed) if train else None
+        sampler = _EpochShuffleSampler(len(data), self.seed, self._current_epoch) if train else None
         return DataLoader(
             data,
             batch_size=self.batch_size,
@@ -161,6 +165,10 @@ class DigitsDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _current_epoch(self) -> int | None:
+        trainer = self.trainer
+        return None if trainer is None else int(trainer.current_epoch)
 
     def train_dataloader(self) -> DataLoader:
         """Training batches in a ``(seed, epoch)``-determined order."""

@@ -35,7 +35,7 @@ def named_moe_layers(module: nn.Module) -> list[tuple[str, MoE]]:
 def _collect_rng_states() -> dict[str, Any]:
     # Only tensors and builtins: LightningCLI reads checkpoints with `torch.load(weights_only=True)`,
     # which refuses numpy arrays.
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 (the global state is the point)
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
@@ -49,7 +49,7 @@ def _collect_rng_states() -> dict[str, Any]:
 def _set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))  # noqa: NPY002
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -68,12 +68,15 @@ class MoETask(L.LightningModule):
     optimisation reuse :meth:`aux_loss` and :meth:`log_moe_statistics`.
 
     The RNG states are saved in checkpoints and restored when training resumes, so a resumed run
-    continues bit-identically (given seeded, epoch-deterministic data order and deterministic kernels).
+    continues bit-identically (given seeded, epoch-deterministic data order and deterministic kernels,
+    and a checkpoint written at the end of an epoch). Subclasses that override ``on_save_checkpoint``,
+    ``on_load_checkpoint`` or ``on_train_start`` call ``super()``.
 
     Checkpoints: hyperparameters are saved with ``save_hyperparameters(ignore=["model", "optimizer",
     "scheduler"])`` because the injected objects are not plain data. Restore with the model passed in:
     ``Task.load_from_checkpoint(path, model=MoEClassifier(...))`` (build it with the same arguments; its
-    weights come from the checkpoint). This works for checkpoints written by the CLI too.
+    weights come from the checkpoint). This works for checkpoints written by the CLI too; without
+    ``model`` a ``TypeError`` says so.
 
     Args:
         model: the network (a plain ``nn.Module`` holding zero or more MoE layers).
@@ -130,6 +133,25 @@ class MoETask(L.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.aux_weight = float(aux_weight)
         self._pending_rng_states: dict[str, Any] | None = None
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Restore a task from a checkpoint; ``model=`` must be the network built with the same arguments.
+
+        Args:
+            checkpoint_path: path or file-like object of the checkpoint.
+            *args: passed to ``LightningModule.load_from_checkpoint`` (``map_location``, ...).
+            **kwargs: ``model`` (required) and overrides of the saved hyperparameters.
+
+        Returns:
+            The task, with the checkpoint's weights loaded into ``model``.
+        """
+        if "model" not in kwargs:
+            raise TypeError(
+                f"{cls.__name__}.load_from_checkpoint needs the network: pass model=<the nn.Module built with the "
+                "same arguments as in training> (it is injected, so it is not part of the saved hyperparameters)"
+            )
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Call the injected model."""
