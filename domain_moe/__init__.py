@@ -1,5 +1,6 @@
-"""domain_moe: Mixture-of-Experts for graphs, vision, time series, in-context RL, recommendation and
-distillation, on one shared core.
+"""domain_moe: Mixture-of-Experts beyond language modelling, on one shared core.
+
+Graphs, vision, time series, in-context RL, recommendation and distillation build on ``domain_moe.core``.
 
 ``import domain_moe`` needs only torch: Lightning, timm, PyG, statsmodels, gymnasium and Triton load
 only when a subpackage that needs them is imported.
@@ -7,30 +8,28 @@ only when a subpackage that needs them is imported.
 
 from domain_moe.core import (
     BACKENDS,
+    DenseRouter,
     DispatchPlan,
+    ExpertChoiceRouter,
     Experts,
     GLUExperts,
     MLPExperts,
+    ModuleListExperts,
     MoE,
     MoEAux,
-    ModuleListExperts,
-    Router,
-    RoutingDecision,
-    SharedExperts,
-    TopKRouter,
-    collect_aux,
-    deepseek_moe,
-    use_backend,
-)
-from domain_moe.core import (
-    DenseRouter,
-    ExpertChoiceRouter,
     NoisyTopKRouter,
     NullExpertRouter,
     RandomRouter,
+    Router,
+    RoutingDecision,
+    SharedExperts,
     SoftMoERouter,
     SwitchRouter,
+    TopKRouter,
     TopPRouter,
+    collect_aux,
+    deepseek_moe,
+    use_backend,
 )
 
 __version__ = "0.1.0"

@@ -4,15 +4,16 @@ from domain_moe.core import losses
 from domain_moe.core.dispatch import BACKENDS, build_plan, combine, gather_rows, grouped_linear, use_backend
 from domain_moe.core.experts import Experts, GLUExperts, MLPExperts, ModuleListExperts, SharedExperts
 from domain_moe.core.moe import MoE, collect_aux, deepseek_moe
-from domain_moe.core.routing import Router, TopKRouter
 from domain_moe.core.routing import (
     DenseRouter,
     ExpertChoiceRouter,
     NoisyTopKRouter,
     NullExpertRouter,
     RandomRouter,
+    Router,
     SoftMoERouter,
     SwitchRouter,
+    TopKRouter,
     TopPRouter,
 )
 from domain_moe.core.types import DispatchPlan, MoEAux, RoutingDecision

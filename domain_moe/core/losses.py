@@ -252,4 +252,3 @@ def info_nce(
         logits = torch.cat([logits, q @ neg.T], dim=1)
     target = torch.arange(q.shape[0], device=q.device)
     return F.cross_entropy(logits / temperature, target)
-

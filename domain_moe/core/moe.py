@@ -190,6 +190,7 @@ class MoE(nn.Module):
         )
 
     def extra_repr(self) -> str:
+        """Constructor arguments shown by ``repr``."""
         return f"backend={self.backend!r}"
 
 

@@ -4,4 +4,12 @@ from domain_moe.testing.checks import check_experts, check_router
 from domain_moe.testing.decorators import only_cuda, requires, requires_triton
 from domain_moe.testing.naive import naive_moe, naive_moe_forward
 
-__all__ = ["check_experts", "check_router", "naive_moe", "naive_moe_forward", "only_cuda", "requires", "requires_triton"]
+__all__ = [
+    "check_experts",
+    "check_router",
+    "naive_moe",
+    "naive_moe_forward",
+    "only_cuda",
+    "requires",
+    "requires_triton",
+]

@@ -54,7 +54,7 @@ def check_router(
     Returns:
         The training-mode decision, for further router-specific assertions.
     """
-    num_experts, d_model = router.num_experts, router.d_model
+    d_model = router.d_model
     gen = torch.Generator().manual_seed(seed)
     if router.needs_sequences:
         length = seq_len or num_tokens
@@ -123,7 +123,9 @@ def _check_decision(router: Router, d: RoutingDecision, x: Tensor, weights_sum: 
     if d.num_experts != num_experts:
         raise _fail(router, f"decision.num_experts={d.num_experts}, router has {num_experts}")
     if d.counts.shape != (num_experts,) or d.counts.is_floating_point():
-        raise _fail(router, f"counts must be an integer [E={num_experts}] tensor, got {d.counts.dtype} {tuple(d.counts.shape)}")
+        raise _fail(
+            router, f"counts must be an integer [E={num_experts}] tensor, got {d.counts.dtype} {tuple(d.counts.shape)}"
+        )
     if d.is_soft:
         assert d.dispatch_weights is not None and d.combine_weights is not None
         batch, length = x.shape[0], x.shape[1]
@@ -138,7 +140,9 @@ def _check_decision(router: Router, d: RoutingDecision, x: Tensor, weights_sum: 
     if idx.dim() != 2 or idx.shape[0] != num_tokens or idx.dtype not in (torch.int64, torch.int32):
         raise _fail(router, f"topk_idx must be an int [T={num_tokens}, K] tensor, got {idx.dtype} {tuple(idx.shape)}")
     if w.shape != idx.shape or not w.is_floating_point():
-        raise _fail(router, f"topk_w must be a float tensor shaped like topk_idx {tuple(idx.shape)}, got {tuple(w.shape)}")
+        raise _fail(
+            router, f"topk_w must be a float tensor shaped like topk_idx {tuple(idx.shape)}, got {tuple(w.shape)}"
+        )
     if bool(((idx < -1) | (idx >= num_experts)).any()):
         raise _fail(router, f"topk_idx holds values outside [-1, {num_experts})")
     if bool((w[idx < 0] != 0).any()):

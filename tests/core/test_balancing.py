@@ -69,9 +69,7 @@ def test_skewed_router_becomes_balanced():
     assert after["max_over_mean"] < 1.5
     assert after["unused"] == 0
     assert after["cv"] < before["cv"] / 3
-    assert (
-        router.selection_bias[0] == router.selection_bias.min()
-    )  # the crowded expert was pushed down
+    assert router.selection_bias[0] == router.selection_bias.min()  # the crowded expert was pushed down
     assert abs(float(router.selection_bias.sum())) < 1e-4  # centred updates
 
 

@@ -101,9 +101,7 @@ def test_importance_load_is_differentiable_and_zero_when_balanced():
 
 
 def test_cv2_of_single_expert_is_zero():
-    importance, load = losses.importance_load_cv2(
-        torch.ones(3, 1), torch.zeros(3, 1), None, None, 1
-    )
+    importance, load = losses.importance_load_cv2(torch.ones(3, 1), torch.zeros(3, 1), None, None, 1)
     _close(importance, 0.0)
     _close(load, 0.0)
 
@@ -143,9 +141,7 @@ def test_seq_balance_ignores_empty_slots_and_normalises_scores():
 
 def test_seq_balance_bad_seq_len():
     with pytest.raises(ValueError, match="seq_len"):
-        losses.seq_balance(
-            torch.rand(5, 2), torch.zeros(5, 1, dtype=torch.long), seq_len=2, top_k=1
-        )
+        losses.seq_balance(torch.rand(5, 2), torch.zeros(5, 1, dtype=torch.long), seq_len=2, top_k=1)
 
 
 # --- null_aware_balance -----------------------------------------------------------------------

@@ -10,8 +10,8 @@ from torch import nn
 from domain_moe.core import (
     GLUExperts,
     MLPExperts,
-    MoE,
     ModuleListExperts,
+    MoE,
     SharedExperts,
     TopKRouter,
     collect_aux,
@@ -25,9 +25,7 @@ TORCH_BACKENDS = ("torch_loop", "torch_grouped", "bmm", "dense_all")
 
 
 def _grads(module, x):
-    return [x.grad.clone()] + [
-        torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in module.parameters()
-    ]
+    return [x.grad.clone()] + [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in module.parameters()]
 
 
 def _run(layer, x, backend):
@@ -177,9 +175,11 @@ def test_non_row_wise_experts_run_on_dense_all_with_kwargs(scripted_router):
     ref = naive_moe_forward(layer, x, layer.router(x), edge_index=edge_index)
     assert torch.allclose(y, ref, atol=1e-12)
     with pytest.raises(ValueError, match="torch_loop"):
-        MoE(scripted_router(4, 3, idx), ModuleListExperts([_GraphExpert(4)] * 3, 4, row_wise=False), backend="torch_loop")(
-            x.float(), edge_index=edge_index
-        )
+        MoE(
+            scripted_router(4, 3, idx),
+            ModuleListExperts([_GraphExpert(4)] * 3, 4, row_wise=False),
+            backend="torch_loop",
+        )(x.float(), edge_index=edge_index)
 
 
 def test_leading_shape_is_kept_and_aux_recorded():
@@ -324,7 +324,9 @@ def test_state_dict_round_trip_reproduces_outputs():
     assert torch.equal(layer(x), twin(x))
 
 
-@pytest.mark.parametrize(("backend", "dtype"), [("torch_grouped", torch.bfloat16), ("bmm", torch.float32), ("dense_all", torch.float32)])
+@pytest.mark.parametrize(
+    ("backend", "dtype"), [("torch_grouped", torch.bfloat16), ("bmm", torch.float32), ("dense_all", torch.float32)]
+)
 def test_compile_fullgraph_matches_eager(backend, dtype):
     # grouped_mm's fake kernel accepts bf16 only, so the compiled grouped path is checked in bf16.
     torch._dynamo.reset()

@@ -31,6 +31,11 @@ def test_moe_aux_total_and_load():
     )
     assert float(aux.total) == 3.0
     assert aux.load.tolist() == [0.25, 0.75]
-    empty = MoEAux(losses={}, counts=torch.tensor([0, 0]), num_tokens=0,
-                   dropped_fraction=torch.tensor(0.0), mean_k=torch.tensor(0.0))
+    empty = MoEAux(
+        losses={},
+        counts=torch.tensor([0, 0]),
+        num_tokens=0,
+        dropped_fraction=torch.tensor(0.0),
+        mean_k=torch.tensor(0.0),
+    )
     assert float(empty.total) == 0.0 and empty.load.tolist() == [0.0, 0.0]

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from domain_moe.core import MLPExperts, TopKRouter
 from domain_moe.core.routing.base import count_assignments
@@ -17,7 +16,9 @@ class _DuplicateRouter(TopKRouter):
         d = super().forward(x)
         idx = d.topk_idx.clone()
         idx[:, 1] = idx[:, 0]
-        return RoutingDecision(idx, d.topk_w, count_assignments(idx, self.num_experts), self.num_experts, d.logits, d.probs)
+        return RoutingDecision(
+            idx, d.topk_w, count_assignments(idx, self.num_experts), self.num_experts, d.logits, d.probs
+        )
 
 
 class _WrongCounts(TopKRouter):

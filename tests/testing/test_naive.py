@@ -21,6 +21,9 @@ def test_naive_skips_empty_slots():
     x = torch.randn(2, 4)
     decision = layer.router(x)
     decision = type(decision)(
-        topk_idx=torch.full((2, 1), -1), topk_w=torch.zeros(2, 1), counts=torch.zeros(2, dtype=torch.long), num_experts=2
+        topk_idx=torch.full((2, 1), -1),
+        topk_w=torch.zeros(2, 1),
+        counts=torch.zeros(2, dtype=torch.long),
+        num_experts=2,
     )
     assert torch.equal(naive_moe_forward(layer, x, decision), torch.zeros(2, 4))

@@ -81,4 +81,5 @@ class Experts(nn.Module, ABC):
         """
 
     def extra_repr(self) -> str:
+        """Constructor arguments shown by ``repr``."""
         return f"num_experts={self.num_experts}, d_model={self.d_model}, d_out={self.d_out}"

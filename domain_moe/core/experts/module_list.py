@@ -35,7 +35,8 @@ class ModuleListExperts(Experts):
 
     Example:
         >>> from torch import nn
-        >>> experts = ModuleListExperts([nn.Linear(8, 8), nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 8))], d_model=8)
+        >>> ffn = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 8))
+        >>> experts = ModuleListExperts([nn.Linear(8, 8), ffn], d_model=8)
         >>> experts.num_experts
         2
     """
@@ -104,4 +105,5 @@ class ModuleListExperts(Experts):
         return torch.cat(pieces, 0)
 
     def extra_repr(self) -> str:
+        """Constructor arguments shown by ``repr``."""
         return f"{super().extra_repr()}, row_wise={self.row_wise}"

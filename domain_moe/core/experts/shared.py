@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -84,9 +83,8 @@ class SharedExperts(nn.Module):
         return F.linear(hidden, self.fc2.weight, self.fc2.bias)
 
     def extra_repr(self) -> str:
+        """Constructor arguments shown by ``repr``."""
         return (
             f"d_model={self.d_model}, d_hidden={self.d_hidden}, num_shared={self.num_shared}, "
             f"d_out={self.d_out}, activation={self.activation!r}, gated={self.gated}"
         )
-
-

@@ -178,4 +178,5 @@ class Router(nn.Module, ABC):
         return max(1, min(cap, num_tokens))
 
     def extra_repr(self) -> str:
+        """Constructor arguments shown by ``repr``."""
         return f"d_model={self.d_model}, num_experts={self.num_experts}"

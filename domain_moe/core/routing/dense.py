@@ -58,17 +58,11 @@ class DenseRouter(Router):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(d_model, num_experts)
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
-            or temperature <= 0
-        ):
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
             raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
         self.temperature = float(temperature)
         self.entropy_coef = entropy_coef
-        self.weight = nn.Parameter(
-            torch.empty(num_experts, d_model, device=device, dtype=torch.float32)
-        )
+        self.weight = nn.Parameter(torch.empty(num_experts, d_model, device=device, dtype=torch.float32))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

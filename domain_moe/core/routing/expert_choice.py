@@ -58,16 +58,10 @@ class ExpertChoiceRouter(Router):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(d_model, num_experts)
-        if (
-            isinstance(capacity_factor, bool)
-            or not isinstance(capacity_factor, (int, float))
-            or capacity_factor <= 0
-        ):
+        if isinstance(capacity_factor, bool) or not isinstance(capacity_factor, (int, float)) or capacity_factor <= 0:
             raise ValueError(f"capacity_factor must be a number > 0, got {capacity_factor!r}")
         self.capacity_factor = float(capacity_factor)
-        self.weight = nn.Parameter(
-            torch.empty(num_experts, d_model, device=device, dtype=torch.float32)
-        )
+        self.weight = nn.Parameter(torch.empty(num_experts, d_model, device=device, dtype=torch.float32))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -70,21 +70,15 @@ class NoisyTopKRouter(Router):
     ) -> None:
         super().__init__(d_model, num_experts)
         if not isinstance(top_k, int) or not 1 <= top_k <= num_experts:
-            raise ValueError(
-                f"top_k must be an int in [1, num_experts={num_experts}], got {top_k!r}"
-            )
+            raise ValueError(f"top_k must be an int in [1, num_experts={num_experts}], got {top_k!r}")
         if noise_epsilon < 0:
             raise ValueError(f"noise_epsilon must be >= 0, got {noise_epsilon!r}")
         self.top_k = top_k
         self.noise_epsilon = noise_epsilon
         self.importance_coef = importance_coef
         self.load_coef = load_coef
-        self.weight = nn.Parameter(
-            torch.empty(num_experts, d_model, device=device, dtype=torch.float32)
-        )
-        self.noise_weight = nn.Parameter(
-            torch.empty(num_experts, d_model, device=device, dtype=torch.float32)
-        )
+        self.weight = nn.Parameter(torch.empty(num_experts, d_model, device=device, dtype=torch.float32))
+        self.noise_weight = nn.Parameter(torch.empty(num_experts, d_model, device=device, dtype=torch.float32))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -71,19 +71,13 @@ class NullExpertRouter(Router):
             raise ValueError(f"num_null must be a positive int or None, got {num_null!r}")
         total = num_experts + num_null
         if not isinstance(top_k, int) or not 1 <= top_k <= total:
-            raise ValueError(
-                f"top_k must be an int in [1, num_experts + num_null={total}], got {top_k!r}"
-            )
+            raise ValueError(f"top_k must be an int in [1, num_experts + num_null={total}], got {top_k!r}")
         self.top_k = top_k
         self.num_null = num_null
         self.balance_coef = balance_coef
         self.z_coef = z_coef
-        self.weight = nn.Parameter(
-            torch.empty(num_experts, d_model, device=device, dtype=torch.float32)
-        )
-        self.null_weight = nn.Parameter(
-            torch.empty(num_null, d_model, device=device, dtype=torch.float32)
-        )
+        self.weight = nn.Parameter(torch.empty(num_experts, d_model, device=device, dtype=torch.float32))
+        self.null_weight = nn.Parameter(torch.empty(num_null, d_model, device=device, dtype=torch.float32))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -94,9 +88,7 @@ class NullExpertRouter(Router):
     def forward(self, x: Tensor) -> RoutingDecision:
         """Route ``x``; see the class docstring."""
         self.check_input(x)
-        logits = torch.cat(
-            [self.fp32_linear(x, self.weight), self.fp32_linear(x, self.null_weight)], dim=-1
-        )
+        logits = torch.cat([self.fp32_linear(x, self.weight), self.fp32_linear(x, self.null_weight)], dim=-1)
         check_logits(logits)
         probs = logits.softmax(-1)
         selected = probs.detach().topk(self.top_k, dim=-1).indices

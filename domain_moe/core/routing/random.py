@@ -62,9 +62,7 @@ class RandomRouter(Router):
         if eval_level not in LEVELS:
             raise ValueError(f"eval_level must be one of {LEVELS}, got {eval_level!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-            )
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.level = level
         self.eval_level = eval_level
         self.generator = generator

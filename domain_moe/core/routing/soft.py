@@ -66,11 +66,7 @@ class SoftMoERouter(Router):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(d_model, num_experts)
-        if (
-            isinstance(slots_per_expert, bool)
-            or not isinstance(slots_per_expert, int)
-            or slots_per_expert < 1
-        ):
+        if isinstance(slots_per_expert, bool) or not isinstance(slots_per_expert, int) or slots_per_expert < 1:
             raise ValueError(f"slots_per_expert must be a positive int, got {slots_per_expert!r}")
         self.slots_per_expert = slots_per_expert
         self.normalize = normalize
@@ -109,9 +105,7 @@ class SoftMoERouter(Router):
         if x.dim() != 3:
             raise ValueError(f"{name}: x must have shape [B, L, D], got {tuple(x.shape)}")
         if x.shape[-1] != self.d_model:
-            raise ValueError(
-                f"{name}: x must have width d_model={self.d_model}, got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"{name}: x must have width d_model={self.d_model}, got shape {tuple(x.shape)}")
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"{name}: x has no tokens (shape {tuple(x.shape)})")
 
@@ -146,7 +140,4 @@ class SoftMoERouter(Router):
 
     def extra_repr(self) -> str:
         """The constructor options, for ``repr``."""
-        return (
-            f"{super().extra_repr()}, slots_per_expert={self.slots_per_expert}, "
-            f"normalize={self.normalize}"
-        )
+        return f"{super().extra_repr()}, slots_per_expert={self.slots_per_expert}, normalize={self.normalize}"

@@ -180,9 +180,7 @@ class TopKRouter(Router):
         capacity = None
         if self.capacity_factor is not None:
             capacity = self.capacity_for(x.shape[0], self.top_k, self.capacity_factor)
-            topk_idx, topk_w = apply_capacity(
-                topk_idx, topk_w, capacity, self.num_experts, policy=self.drop_policy
-            )
+            topk_idx, topk_w = apply_capacity(topk_idx, topk_w, capacity, self.num_experts, policy=self.drop_policy)
         counts = count_assignments(topk_idx, self.num_experts)
         if self.bias_balancing and self.training:
             with torch.no_grad():
@@ -212,6 +210,7 @@ class TopKRouter(Router):
         return out
 
     def extra_repr(self) -> str:
+        """Constructor arguments shown by ``repr``."""
         parts = [super().extra_repr(), f"top_k={self.top_k}", f"score_fn={self.score_fn!r}"]
         if self.capacity_factor is not None:
             parts.append(f"capacity_factor={self.capacity_factor}, drop_policy={self.drop_policy!r}")
@@ -220,4 +219,3 @@ class TopKRouter(Router):
         if self.num_groups is not None:
             parts.append(f"num_groups={self.num_groups}, topk_groups={self.topk_groups}")
         return ", ".join(parts)
-

@@ -67,16 +67,12 @@ class TopPRouter(Router):
         if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be a float in (0, 1], got {top_p!r}")
         if max_k is not None and (not isinstance(max_k, int) or not 1 <= max_k <= num_experts):
-            raise ValueError(
-                f"max_k must be None or an int in [1, num_experts={num_experts}], got {max_k!r}"
-            )
+            raise ValueError(f"max_k must be None or an int in [1, num_experts={num_experts}], got {max_k!r}")
         self.top_p = float(top_p)
         self.max_k = max_k
         self.balance_coef = balance_coef
         self.entropy_coef = entropy_coef
-        self.weight = nn.Parameter(
-            torch.empty(num_experts, d_model, device=device, dtype=torch.float32)
-        )
+        self.weight = nn.Parameter(torch.empty(num_experts, d_model, device=device, dtype=torch.float32))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -115,9 +111,7 @@ class TopPRouter(Router):
             return out
         if self.balance_coef:
             # Variable k: normalise by the assignments made, so uniform routing still scores 1.
-            out["balance"] = self.balance_coef * losses.switch_balance(
-                decision.probs, decision.counts, None
-            )
+            out["balance"] = self.balance_coef * losses.switch_balance(decision.probs, decision.counts, None)
         if self.entropy_coef:
             out["entropy"] = self.entropy_coef * losses.entropy(decision.probs)
         return out

@@ -54,9 +54,7 @@ def test_noise_epsilon_floor():
     router = NoisyTopKRouter(4, 3, top_k=1, noise_epsilon=0.5)
     d = router(torch.randn(5, 4))
     # Zero-initialised noise head: std = softplus(0) + eps everywhere.
-    torch.testing.assert_close(
-        d.extras["noise_std"], torch.full((5, 3), 0.5 + torch.log(torch.tensor(2.0)).item())
-    )
+    torch.testing.assert_close(d.extras["noise_std"], torch.full((5, 3), 0.5 + torch.log(torch.tensor(2.0)).item()))
 
 
 def test_aux_losses_use_importance_load_cv2():

@@ -36,12 +36,7 @@ def test_renormalises_over_true_experts_only():
     d = _route(router, probs.log())
     valid = d.topk_idx >= 0
     assert [sorted(d.topk_idx[t][valid[t]].tolist()) for t in range(3)] == [[0, 2], [1], [2]]
-    w = {
-        (t, int(e)): float(d.topk_w.detach()[t, k])
-        for t in range(3)
-        for k, e in enumerate(d.topk_idx[t])
-        if e >= 0
-    }
+    w = {(t, int(e)): float(d.topk_w.detach()[t, k]) for t in range(3) for k, e in enumerate(d.topk_idx[t]) if e >= 0}
     assert w[(0, 0)] == pytest.approx(0.30 / 0.55) and w[(0, 2)] == pytest.approx(0.25 / 0.55)
     assert w[(1, 1)] == pytest.approx(1.0) and w[(2, 2)] == pytest.approx(1.0)
     assert d.counts.tolist() == [1, 1, 2]

@@ -46,9 +46,7 @@ def test_top1_weight_is_chosen_probability_and_capacity_drops():
     assert d.capacity == 2
     assert d.topk_idx.flatten().tolist() == [0, 0, -1, 1]
     p = logits.softmax(-1)
-    torch.testing.assert_close(
-        d.topk_w.flatten(), torch.stack([p[0, 0], p[1, 0], p[0, 0] * 0, p[3, 1]])
-    )
+    torch.testing.assert_close(d.topk_w.flatten(), torch.stack([p[0, 0], p[1, 0], p[0, 0] * 0, p[3, 1]]))
     assert d.counts.tolist() == [2, 1]
     # The balance loss uses the loads before capacity (f = [3/4, 1/4]), as in the paper.
     frac = torch.tensor([0.75, 0.25])
@@ -77,8 +75,6 @@ def test_bad_arguments(kwargs, name):
         SwitchRouter(8, 4, **kwargs)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{}, {"top_k": 2, "capacity_factor": 0.75, "drop_policy": "random"}]
-)
+@pytest.mark.parametrize("kwargs", [{}, {"top_k": 2, "capacity_factor": 0.75, "drop_policy": "random"}])
 def test_moe_matches_naive(moe_matches_naive, kwargs):
     moe_matches_naive(SwitchRouter(8, 4, **kwargs))

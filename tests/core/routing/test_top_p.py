@@ -55,9 +55,7 @@ def test_max_k_caps_experts():
     router = TopPRouter(4, 6, top_p=1.0, max_k=3)
     d = _route(router, torch.tensor([[3.0, 2.0, 1.0, 0.0, -1.0, -2.0]]))
     assert d.topk_idx.tolist() == [[0, 1, 2]]
-    torch.testing.assert_close(
-        d.topk_w[0], torch.tensor([3.0, 2.0, 1.0, 0.0, -1.0, -2.0]).softmax(-1)[:3]
-    )
+    torch.testing.assert_close(d.topk_w[0], torch.tensor([3.0, 2.0, 1.0, 0.0, -1.0, -2.0]).softmax(-1)[:3])
 
 
 def test_aux_losses():
@@ -72,9 +70,7 @@ def test_aux_losses():
     torch.testing.assert_close(aux["entropy"], 0.25 * ent)
     # Uniform routing scores a balance of exactly 1 with variable k too.
     uniform = _route(router, torch.zeros(4, 4))
-    torch.testing.assert_close(
-        losses.switch_balance(uniform.probs, uniform.counts, None), torch.tensor(1.0)
-    )
+    torch.testing.assert_close(losses.switch_balance(uniform.probs, uniform.counts, None), torch.tensor(1.0))
     assert math.isclose(losses.entropy(uniform.probs).item(), math.log(4), rel_tol=1e-6)
     off = TopPRouter(4, 4, balance_coef=0.0, entropy_coef=0.0)
     assert off.aux_losses(off(torch.randn(3, 4))) == {}

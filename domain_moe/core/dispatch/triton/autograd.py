@@ -81,7 +81,17 @@ def _backward_first_layer(
         dw1 = dw1 if need_w1 else None
     if need_x:
         dx_rows, _ = grouped_gemm_fwd_op(
-            dz, w1, table, None, None, None, ctx.block_m, True, "identity", False, False  # type: ignore[attr-defined]
+            dz,
+            w1,
+            table,
+            None,
+            None,
+            None,
+            ctx.block_m,
+            True,
+            "identity",
+            False,
+            False,  # type: ignore[attr-defined]
         )
         dx = combine_fwd_op(dx_rows, row_of_slot, None, None)
     return dx, dw1, db1
