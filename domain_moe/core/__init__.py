@@ -1,6 +1,7 @@
 """The shared MoE core: routers, experts, dispatch, losses and balancing (depends on torch only)."""
 
 from domain_moe.core import losses
+from domain_moe.core.dense_moe import DenseMoE, DenseMoEOutput
 from domain_moe.core.dispatch import BACKENDS, build_plan, combine, gather_rows, grouped_linear, use_backend
 from domain_moe.core.experts import Experts, GLUExperts, MLPExperts, ModuleListExperts, SharedExperts
 from domain_moe.core.moe import MoE, collect_aux, deepseek_moe
@@ -20,6 +21,8 @@ from domain_moe.core.types import DispatchPlan, MoEAux, RoutingDecision
 
 __all__ = [
     "BACKENDS",
+    "DenseMoE",
+    "DenseMoEOutput",
     "DenseRouter",
     "DispatchPlan",
     "ExpertChoiceRouter",
