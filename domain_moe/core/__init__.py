@@ -3,8 +3,9 @@
 from domain_moe.core import losses
 from domain_moe.core.dense_moe import DenseMoE, DenseMoEOutput
 from domain_moe.core.dispatch import BACKENDS, build_plan, combine, gather_rows, grouped_linear, use_backend
-from domain_moe.core.experts import Experts, GLUExperts, MLPExperts, ModuleListExperts, SharedExperts
+from domain_moe.core.experts import Experts, GLUExperts, LinearExperts, MLPExperts, ModuleListExperts, SharedExperts
 from domain_moe.core.moe import MoE, collect_aux, deepseek_moe
+from domain_moe.core.multi_gate import MultiGate, MultiGateMoE
 from domain_moe.core.routing import (
     DenseRouter,
     ExpertChoiceRouter,
@@ -28,10 +29,13 @@ __all__ = [
     "ExpertChoiceRouter",
     "Experts",
     "GLUExperts",
+    "LinearExperts",
     "MLPExperts",
     "MoE",
     "MoEAux",
     "ModuleListExperts",
+    "MultiGate",
+    "MultiGateMoE",
     "NoisyTopKRouter",
     "NullExpertRouter",
     "RandomRouter",
