@@ -10,7 +10,12 @@ from torch import nn
 import domain_moe
 from domain_moe.utils.imports import module_available
 
-OPTIONAL = {"training": "lightning"}
+OPTIONAL = {
+    "training": "lightning",
+    "graph": "torch_geometric",
+    "timeseries": "statsmodels",
+    "recsys": "lightning",
+}
 
 
 def _public_modules():
