@@ -33,6 +33,9 @@ __all__ = [
     "to_expert_buffer",
 ]
 
+#: Mean rows per expert from which a Python loop of per-expert ops beats one vectorised op on CPU.
+_ROWS_PER_EXPERT_FOR_LOOP = 32
+
 
 def build_plan(topk_idx: Tensor, topk_w: Tensor, num_experts: int) -> DispatchPlan:
     """Sort the ``(token, slot)`` assignments by expert, on the device and without a host sync.
@@ -473,9 +476,8 @@ class _GroupedLinear(torch.autograd.Function):
     ) -> Tensor:
         offs = _offs(bounds, rows.device) if grouped else None
         out = _segment_mm(rows, weight.transpose(-2, -1), bounds, grouped, offs)
-        if bias is not None and bounds[-1] > 0:
-            valid = bounds[-1]
-            out[:valid].add_(bias.repeat_interleave(plan.counts, 0, output_size=valid))
+        if bias is not None:
+            _add_segment_bias_(out, bias, bounds, plan.counts)
         return out
 
     @staticmethod
@@ -503,6 +505,22 @@ class _GroupedLinear(torch.autograd.Function):
         grad_weight = _segment_outer(grad_out, rows, bounds, grouped, offs) if needs[1] else None
         grad_bias = _segment_sum(grad_out, bounds, grouped, offs) if needs[2] else None
         return grad_rows, grad_weight, grad_bias, None, None, None
+
+
+def _add_segment_bias_(out: Tensor, bias: Tensor, bounds: list[int], counts: Tensor) -> None:
+    """``out[r] += bias[e(r)]`` for the valid rows, in place.
+
+    Experts with many rows get one broadcast add each (no ``[A, N]`` temporary, which on CPU is a fresh
+    allocation and a page-fault bill at every call); many small experts share one ``repeat_interleave``.
+    Both add the same value to each element, so the result does not depend on the choice.
+    """
+    num_experts, valid = len(bounds) - 1, bounds[-1]
+    if valid >= _ROWS_PER_EXPERT_FOR_LOOP * num_experts:
+        for e in range(num_experts):
+            if bounds[e + 1] > bounds[e]:
+                out[bounds[e] : bounds[e + 1]].add_(bias[e])
+    elif valid > 0:
+        out[:valid].add_(bias.repeat_interleave(counts, 0, output_size=valid))
 
 
 def _offs(bounds: list[int], device: torch.device) -> Tensor:

@@ -163,6 +163,7 @@ class MLPExperts(Experts):
         return rows_from_all_experts(out, plan)
 
     def extra_repr(self) -> str:
+        """Constructor arguments shown by ``repr``."""
         return (
             f"{super().extra_repr()}, d_hidden={self.d_hidden}, activation={self.activation!r}, "
             f"bias={self.b1 is not None}"
