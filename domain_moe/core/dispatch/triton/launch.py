@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import triton
@@ -27,7 +27,7 @@ from torch import Tensor
 
 from domain_moe.core.dispatch.triton import kernels
 from domain_moe.core.dispatch.triton.kernels import ACTIVATION_CODES
-from domain_moe.core.dispatch.triton.reference_router import router_topk_backward
+from domain_moe.core.dispatch.triton.reference_router import RouterTopK, router_topk_backward
 
 __all__ = [
     "ACTIVATIONS",
@@ -918,26 +918,6 @@ def gather_rows_bwd(grad_rows: Tensor, row_of_slot: Tensor, *, out: Tensor | Non
 # --------------------------------------------------------------------------------------------------
 
 
-class RouterTopK(NamedTuple):
-    """Outputs of the fused router.
-
-    Attributes:
-        topk_idx: chosen experts (int64).
-        topk_w: combine weights (fp32), renormalised and scaled as requested.
-        counts: selections per expert (int64, before any capacity).
-        lse: per-token logsumexp of the logits (the z-loss is ``mean(lse ** 2)``).
-        prob_sum: per-expert sum over tokens of the balance-loss probabilities (softmax probabilities, or
-            sigmoid scores normalised per token); ``prob_sum / T`` is the ``mean_t probs`` of the Switch loss.
-
-    Shapes:
-        - topk_idx, topk_w: ``[T, K]``; counts, prob_sum: ``[E]``; lse: ``[T]``
-    """
-
-    topk_idx: Tensor
-    topk_w: Tensor
-    counts: Tensor
-    lse: Tensor
-    prob_sum: Tensor
 
 
 _SCORE_FNS = ("softmax", "sigmoid")

@@ -12,13 +12,21 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["RouterTopKReference", "router_topk_backward", "router_topk_reference"]
+__all__ = ["RouterTopK", "router_topk_backward", "router_topk_reference"]
 
 _EPS = 1e-20  # the clamp TopKRouter uses when it renormalises
 
 
-class RouterTopKReference(NamedTuple):
-    """Outputs of :func:`router_topk_reference` (same fields as the kernel's ``RouterTopK``).
+class RouterTopK(NamedTuple):
+    """Outputs of the fused router and of its torch reference.
+
+    Attributes:
+        topk_idx: chosen experts (int64).
+        topk_w: combine weights (fp32), renormalised and scaled as requested.
+        counts: selections per expert (int64, before any capacity).
+        lse: per-token logsumexp of the logits (the z-loss is ``mean(lse ** 2)``).
+        prob_sum: per-expert sum over tokens of the balance-loss probabilities (softmax probabilities, or
+            sigmoid scores normalised per token); ``prob_sum / T`` is the ``mean_t probs`` of the Switch loss.
 
     Shapes:
         - topk_idx, topk_w: ``[T, K]``; counts, prob_sum: ``[E]``; lse: ``[T]``
@@ -31,6 +39,7 @@ class RouterTopKReference(NamedTuple):
     prob_sum: Tensor
 
 
+
 def router_topk_reference(
     logits: Tensor,
     top_k: int,
@@ -39,7 +48,7 @@ def router_topk_reference(
     renorm: bool = True,
     route_scale: float = 1.0,
     selection_bias: Tensor | None = None,
-) -> RouterTopKReference:
+) -> RouterTopK:
     """Router top-k in torch ops, differentiable w.r.t. ``logits`` through autograd.
 
     ``probs = softmax(logits)`` or ``sigmoid(logits)``; experts are selected on ``probs + selection_bias``
@@ -57,7 +66,7 @@ def router_topk_reference(
         selection_bias: bias added for selection only.
 
     Returns:
-        :class:`RouterTopKReference`.
+        :class:`RouterTopK`.
 
     Shapes:
         - logits: ``[T, E]``; selection_bias: ``[E]``
@@ -78,7 +87,7 @@ def router_topk_reference(
     counts = torch.zeros(num_experts, dtype=torch.int64, device=logits.device)
     counts.scatter_add_(0, idx.reshape(-1), torch.ones_like(idx.reshape(-1)))
     balance = probs if score_fn == "softmax" else probs / probs.sum(-1, keepdim=True).clamp_min(_EPS)
-    return RouterTopKReference(idx, w, counts, torch.logsumexp(logits, -1), balance.sum(0))
+    return RouterTopK(idx, w, counts, torch.logsumexp(logits, -1), balance.sum(0))
 
 
 def router_topk_backward(
