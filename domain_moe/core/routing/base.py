@@ -157,6 +157,27 @@ class Router(nn.Module, ABC):
         """``x @ weight.T + bias`` computed in fp32 (router precision matters more than its FLOPs)."""
         return F.linear(x.float(), weight.float(), None if bias is None else bias.float())
 
+    def gate_logits(self, x: Tensor, *weights: Tensor) -> Tensor:
+        """Validate ``x`` and return the fp32 gate logits ``x @ [W_1; W_2; ...]^T``, raising on NaN.
+
+        The one entry point of every learned gate, so input checks, router precision and the NaN guard
+        cannot drift apart between routers.
+
+        Args:
+            x: tokens.
+            *weights: gate weights, their outputs concatenated in order.
+
+        Shapes:
+            - x: ``[T, D]``
+            - weights: ``[E_i, D]``
+            - output: ``[T, sum_i E_i]``
+        """
+        self.check_input(x)
+        parts = [self.fp32_linear(x, w) for w in weights]
+        logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        check_logits(logits)
+        return logits
+
     @abstractmethod
     def forward(self, x: Tensor) -> RoutingDecision:
         """Route tokens.

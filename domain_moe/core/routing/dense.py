@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from domain_moe.core import losses
-from domain_moe.core.routing.base import Router, check_logits
+from domain_moe.core.routing.base import Router
 from domain_moe.core.types import RoutingDecision
 
 __all__ = ["DenseRouter"]
@@ -71,9 +71,7 @@ class DenseRouter(Router):
 
     def forward(self, x: Tensor) -> RoutingDecision:
         """Route ``x``; see the class docstring."""
-        self.check_input(x)
-        logits = self.fp32_linear(x, self.weight)
-        check_logits(logits)
+        logits = self.gate_logits(x, self.weight)
         probs = (logits / self.temperature).softmax(-1)
         num_tokens = x.shape[0]
         topk_idx = torch.arange(self.num_experts, device=probs.device).repeat(num_tokens, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from domain_moe.core.routing.base import Router, check_logits, count_assignments
+from domain_moe.core.routing.base import Router, count_assignments
 from domain_moe.core.types import RoutingDecision
 
 __all__ = ["ExpertChoiceRouter"]
@@ -70,9 +70,7 @@ class ExpertChoiceRouter(Router):
 
     def forward(self, x: Tensor) -> RoutingDecision:
         """Route ``x``; see the class docstring."""
-        self.check_input(x)
-        logits = self.fp32_linear(x, self.weight)
-        check_logits(logits)
+        logits = self.gate_logits(x, self.weight)
         probs = logits.softmax(-1)
         num_tokens = x.shape[0]
         capacity = self.capacity_for(num_tokens, 1, self.capacity_factor)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from domain_moe.core import losses
-from domain_moe.core.routing.base import Router, check_logits, count_assignments
+from domain_moe.core.routing.base import Router, count_assignments
 from domain_moe.core.types import RoutingDecision
 
 __all__ = ["NoisyTopKRouter"]
@@ -88,9 +88,7 @@ class NoisyTopKRouter(Router):
 
     def forward(self, x: Tensor) -> RoutingDecision:
         """Route ``x``; see the class docstring."""
-        self.check_input(x)
-        clean = self.fp32_linear(x, self.weight)
-        check_logits(clean)
+        clean = self.gate_logits(x, self.weight)
         extras = {"clean_logits": clean}
         logits = clean
         if self.training:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from domain_moe.core import losses
-from domain_moe.core.routing.base import Router, check_logits, count_assignments
+from domain_moe.core.routing.base import Router, count_assignments
 from domain_moe.core.types import RoutingDecision
 
 __all__ = ["NullExpertRouter"]
@@ -87,9 +87,7 @@ class NullExpertRouter(Router):
 
     def forward(self, x: Tensor) -> RoutingDecision:
         """Route ``x``; see the class docstring."""
-        self.check_input(x)
-        logits = torch.cat([self.fp32_linear(x, self.weight), self.fp32_linear(x, self.null_weight)], dim=-1)
-        check_logits(logits)
+        logits = self.gate_logits(x, self.weight, self.null_weight)
         probs = logits.softmax(-1)
         selected = probs.detach().topk(self.top_k, dim=-1).indices
         is_true = selected < self.num_experts

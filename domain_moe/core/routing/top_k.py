@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from domain_moe.core import losses
-from domain_moe.core.routing.base import DROP_POLICIES, Router, apply_capacity, check_logits, count_assignments
+from domain_moe.core.routing.base import DROP_POLICIES, Router, apply_capacity, count_assignments
 from domain_moe.core.types import RoutingDecision
 
 __all__ = ["TopKRouter"]
@@ -169,12 +169,11 @@ class TopKRouter(Router):
 
     def forward(self, x: Tensor) -> RoutingDecision:
         """Route ``x``; see the class docstring."""
-        self.check_input(x)
+        self.check_input(x)  # before the jitter, which needs a floating-point input
         if self.training and self.jitter_eps > 0:
             noise = torch.empty_like(x).uniform_(1.0 - self.jitter_eps, 1.0 + self.jitter_eps)
             x = x * noise
-        logits = self.fp32_linear(x, self.weight)
-        check_logits(logits)
+        logits = self.gate_logits(x, self.weight)
         topk_idx, topk_w, probs = self.select(logits)
         selected_counts = count_assignments(topk_idx, self.num_experts)
         capacity = None

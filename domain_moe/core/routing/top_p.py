@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from domain_moe.core import losses
-from domain_moe.core.routing.base import Router, check_logits, count_assignments
+from domain_moe.core.routing.base import Router, count_assignments
 from domain_moe.core.types import RoutingDecision
 
 __all__ = ["TopPRouter"]
@@ -81,9 +81,7 @@ class TopPRouter(Router):
 
     def forward(self, x: Tensor) -> RoutingDecision:
         """Route ``x``; see the class docstring."""
-        self.check_input(x)
-        logits = self.fp32_linear(x, self.weight)
-        check_logits(logits)
+        logits = self.gate_logits(x, self.weight)
         probs = logits.softmax(-1)
         sorted_p, order = probs.detach().sort(dim=-1, descending=True, stable=True)
         # Keep slot j while the mass *before* it is still <= p: that keeps the crossing expert and
