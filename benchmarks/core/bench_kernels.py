@@ -48,11 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from routing_patterns import ROUTINGS, draw_routing
 
-ROUTINGS = ("uniform", "zipf", "hot")
 BACKENDS = ("triton", "triton_fused", "torch_grouped", "torch_loop")
-ZIPF_EXPONENT = 1.2
-HOT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -116,22 +114,6 @@ def device_string(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} ({versions})"
     return f"cpu, TRITON_INTERPRET=1 ({versions})"
-
-
-def draw_routing(kind: str, num_tokens: int, num_experts: int, top_k: int, gen: torch.Generator) -> torch.Tensor:
-    """``topk_idx [T, K]`` (distinct experts per token) for a routing distribution."""
-    if kind == "uniform":
-        scores = torch.rand(num_tokens, num_experts, generator=gen)
-        return scores.topk(top_k, dim=-1).indices
-    if kind == "zipf":
-        p = (torch.arange(num_experts, dtype=torch.float64) + 1.0) ** -ZIPF_EXPONENT
-        return torch.multinomial(p.expand(num_tokens, -1), top_k, replacement=False, generator=gen)
-    if kind == "hot":
-        scores = torch.rand(num_tokens, num_experts, generator=gen)
-        hot = torch.rand(num_tokens, generator=gen) < HOT_SHARE
-        scores[:, 0] = torch.where(hot, 2.0, scores[:, 0] * 0.5)
-        return scores.topk(top_k, dim=-1).indices
-    raise ValueError(f"routing must be one of {ROUTINGS}, got {kind!r}")
 
 
 def timer(device: torch.device, warmup_ms: int, rep_ms: int, cpu_reps: int) -> Callable[[Callable[[], Any]], float]:

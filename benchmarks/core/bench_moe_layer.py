@@ -51,14 +51,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from routing_patterns import ROUTINGS, draw_routing
 from torch import Tensor, nn
 
 from domain_moe.core import MLPExperts, MoE, TopKRouter
 
 BACKENDS = ("torch_loop", "torch_grouped", "bmm", "dense_all")
-ROUTINGS = ("uniform", "zipf", "hot")
-ZIPF_EXPONENT = 1.2
-HOT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -116,23 +114,6 @@ def cpu_model() -> str:
 def device_string(threads: int) -> str:
     """CPU model, core count, torch version and thread count."""
     return f"{cpu_model()}, {os.cpu_count()} cpus, torch {torch.__version__}, {threads} threads"
-
-
-def draw_routing(kind: str, num_tokens: int, num_experts: int, top_k: int, generator: torch.Generator) -> Tensor:
-    """Expert indices ``[T, K]`` (distinct per token) following the named distribution."""
-    if kind == "uniform":
-        return torch.rand(num_tokens, num_experts, generator=generator).argsort(1)[:, :top_k]
-    if kind == "zipf":
-        probs = torch.arange(1, num_experts + 1, dtype=torch.float64).pow(-ZIPF_EXPONENT)
-        return torch.multinomial(probs.expand(num_tokens, -1), top_k, replacement=False, generator=generator)
-    if kind == "hot":
-        if num_experts == 1:
-            return torch.zeros(num_tokens, 1, dtype=torch.long)
-        others = torch.rand(num_tokens, num_experts - 1, generator=generator).argsort(1) + 1
-        hot = torch.rand(num_tokens, generator=generator) < HOT_SHARE
-        with_hot = torch.cat([torch.zeros(num_tokens, 1, dtype=torch.long), others[:, : top_k - 1]], 1)
-        return torch.where(hot.unsqueeze(1), with_hot, others[:, :top_k])
-    raise ValueError(f"routing must be one of {ROUTINGS}, got {kind!r}")
 
 
 class ForcedTopKRouter(TopKRouter):
