@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from domain_moe.core.experts.base import Experts
 from domain_moe.core.moe import MoE
+from domain_moe.core.multi_gate import all_expert_outputs
 from domain_moe.core.routing.base import Router
 
 __all__ = ["DenseMoE", "DenseMoEOutput"]
@@ -45,9 +46,9 @@ class DenseMoE(MoE):
     ``collect_aux`` and the training callbacks); :meth:`forward_experts` returns a
     :class:`DenseMoEOutput`. With a dropless router the mixture equals :class:`MoE`'s output for the same
     router and experts; with a sparse router the unselected experts are still computed (their gate is
-    0), which costs ``E / K`` times the FLOPs and is meant for small expert counts. Expert outputs are
-    computed with ``experts.forward_expert`` on all tokens, so any container works, including
-    heterogeneous :class:`~domain_moe.core.ModuleListExperts`.
+    0), which costs ``E / K`` times the FLOPs and is meant for small expert counts. Expert outputs come
+    from :func:`~domain_moe.core.multi_gate.all_expert_outputs` (one batched call on the ``dense_all``
+    path), so any container works, including heterogeneous :class:`~domain_moe.core.ModuleListExperts`.
 
     Args:
         router: a token router (Soft MoE routers, which mix tokens into slots, are rejected).
@@ -94,9 +95,7 @@ class DenseMoE(MoE):
         column = torch.where(idx < 0, torch.full_like(idx, self.num_experts), idx)
         gate = weight.new_zeros(tokens.shape[0], self.num_experts + 1).scatter_add(1, column, weight)
         gate = gate[:, : self.num_experts]
-        expert_y = torch.stack(
-            [self.experts.forward_expert(e, tokens, **expert_kwargs) for e in range(self.num_experts)]
-        )
+        expert_y = all_expert_outputs(self.experts, tokens, **expert_kwargs)
         y = torch.einsum("te,etd->td", gate, expert_y)
         if self.shared is not None:
             y = y + self.shared(tokens)

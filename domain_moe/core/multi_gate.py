@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -70,7 +71,7 @@ def mix_experts(expert_out: Tensor, weights: Tensor) -> Tensor:
     return torch.einsum("gte,etd->gtd", weights.to(expert_out.dtype), expert_out)
 
 
-def all_expert_outputs(experts: Experts, x: Tensor) -> Tensor:
+def all_expert_outputs(experts: Experts, x: Tensor, **expert_kwargs: Any) -> Tensor:
     """Every expert of a container on every row (what dense gating needs), stacked per expert.
 
     Containers with a ``forward_all`` method (such as :class:`~domain_moe.core.experts.linear.LinearExperts`)
@@ -80,6 +81,7 @@ def all_expert_outputs(experts: Experts, x: Tensor) -> Tensor:
     Args:
         experts: the expert container.
         x: the rows, shared by all experts or one block per expert.
+        **expert_kwargs: passed to every expert (e.g. ``edge_index`` for graph experts).
 
     Returns:
         Expert outputs.
@@ -94,7 +96,7 @@ def all_expert_outputs(experts: Experts, x: Tensor) -> Tensor:
         torch.Size([3, 5, 4])
     """
     forward_all = getattr(experts, "forward_all", None)
-    if callable(forward_all):
+    if callable(forward_all) and not expert_kwargs:
         out = forward_all(x)
         assert isinstance(out, Tensor)
         return out
@@ -108,7 +110,7 @@ def all_expert_outputs(experts: Experts, x: Tensor) -> Tensor:
     num_tokens = x.shape[0]
     idx = torch.arange(experts.num_experts, device=x.device).repeat(num_tokens, 1)
     plan = build_plan(idx, torch.ones(idx.shape, dtype=x.dtype, device=x.device), experts.num_experts)
-    rows = experts(x, plan, "dense_all")
+    rows = experts(x, plan, "dense_all", **expert_kwargs)
     # The plan sorts stably by expert, so its rows are expert-major with tokens in order.
     return rows.view(experts.num_experts, num_tokens, experts.d_out)
 
