@@ -15,6 +15,9 @@ OPTIONAL = {
     "graph": "torch_geometric",
     "timeseries": "statsmodels",
     "recsys": "lightning",
+    "rl": "gymnasium",
+    "vision": "timm",
+    "distill": "lightning",
 }
 
 

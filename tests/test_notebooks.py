@@ -9,7 +9,13 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-REQUIRES = {"graph": "torch_geometric", "timeseries": "statsmodels"}
+REQUIRES = {
+    "graph": "torch_geometric",
+    "timeseries": "statsmodels",
+    "rl": "gymnasium",
+    "vision": "timm",
+    "distill": "lightning",
+}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
