@@ -12,12 +12,14 @@ from torch import Tensor
 
 __all__ = [
     "entropy",
+    "importance_cv2",
     "importance_load_cv2",
     "info_nce",
     "null_aware_balance",
     "orthogonality",
     "seq_balance",
     "switch_balance",
+    "symmetric_info_nce",
     "symmetric_kl",
     "z_loss",
 ]
@@ -252,3 +254,50 @@ def info_nce(
         logits = torch.cat([logits, q @ neg.T], dim=1)
     target = torch.arange(q.shape[0], device=q.device)
     return F.cross_entropy(logits / temperature, target)
+
+
+def importance_cv2(weights: Tensor) -> Tensor:
+    """V-MoE importance loss ``CV^2(sum_t w_t)`` of dense or sparse gate weights (Riquelme et al., 2021).
+
+    0 when every expert receives the same total weight; it grows as the weight concentrates on few experts.
+
+    Args:
+        weights: gate weights per token and expert (zeros for unselected experts).
+
+    Shapes:
+        - weights: ``[T, E]``
+    """
+    return _cv2(weights.float().sum(0))
+
+
+def symmetric_info_nce(a: Tensor, b: Tensor, temperature: float = 0.07, same: Tensor | None = None) -> Tensor:
+    """Symmetric InfoNCE of paired embeddings (CLIP-style): ``(InfoNCE(a -> b) + InfoNCE(b -> a)) / 2``.
+
+    Row ``i`` of ``a`` matches row ``i`` of ``b`` (cosine similarity). ``same[i, j] = True`` marks pairs
+    that are positives in truth although ``i != j`` (identical class sets, duplicate captions): they are
+    removed from the denominators instead of being pushed apart as false negatives.
+
+    Args:
+        a: first embeddings.
+        b: second embeddings.
+        temperature: softmax temperature ``tau``.
+        same: optional bool matrix of off-diagonal false negatives to mask (the diagonal is ignored).
+
+    Shapes:
+        - a, b: ``[B, D]``
+        - same: ``[B, B]``
+    """
+    if temperature <= 0:
+        raise ValueError(f"symmetric_info_nce: temperature must be > 0, got {temperature}")
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"symmetric_info_nce: a and b must both be [B, D], got {tuple(a.shape)} and {tuple(b.shape)}")
+    logits = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T / temperature
+    if same is not None:
+        if same.shape != logits.shape or same.dtype != torch.bool:
+            raise ValueError(
+                f"symmetric_info_nce: same must be a bool [B, B] tensor, got {same.dtype} {tuple(same.shape)}"
+            )
+        eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(same & ~eye, float("-inf"))
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

@@ -227,3 +227,32 @@ def test_info_nce_queue_negatives():
 def test_info_nce_bad_temperature():
     with pytest.raises(ValueError, match="temperature"):
         losses.info_nce(torch.eye(2), torch.eye(2), temperature=0.0)
+
+
+def test_importance_cv2_zero_for_uniform_and_hand_value():
+    from domain_moe.core.losses import importance_cv2
+
+    assert importance_cv2(torch.full((5, 4), 0.25)).item() == 0.0
+    w = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # totals [2, 0]: var 2 (unbiased), mean^2 1
+    torch.testing.assert_close(importance_cv2(w), torch.tensor(2.0))
+
+
+def test_symmetric_info_nce_by_hand_and_masking():
+    import torch.nn.functional as F
+
+    from domain_moe.core.losses import symmetric_info_nce
+
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    sim = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / 0.5
+    row = -torch.log_softmax(sim, 1).diag().mean()
+    col = -torch.log_softmax(sim, 0).diag().mean()
+    torch.testing.assert_close(symmetric_info_nce(a, b, 0.5), (row + col) / 2)
+    same = torch.zeros(4, 4, dtype=torch.bool)
+    same[0, 1] = same[1, 0] = True
+    masked = sim.clone()
+    masked[0, 1] = masked[1, 0] = float("-inf")
+    expected = (-torch.log_softmax(masked, 1).diag().mean() - torch.log_softmax(masked, 0).diag().mean()) / 2
+    torch.testing.assert_close(symmetric_info_nce(a, b, 0.5, same=same), expected)
+    with pytest.raises(ValueError, match="same must be a bool"):
+        symmetric_info_nce(a, b, 0.5, same=same.float())
