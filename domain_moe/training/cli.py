@@ -88,6 +88,13 @@ class MoELightningCLI(LightningCLI):
         for name in self.data_links:
             parser.link_arguments(f"data.{name}", f"{prefix}.init_args.{name}", apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI re-parses the model from the checkpoint's hyperparameters when --ckpt_path is given.
+        # Our tasks keep the injected network out of hparams and receive data-linked arguments (num_classes,
+        # metric) that cannot be set directly, so that re-parse fails or drops the network. The run's config
+        # describes the model; the checkpoint restores weights, optimizer and loop state.
+        return None
+
     def after_fit(self) -> None:
         """Run ``test`` when ``--test_after_fit`` is set and training ended normally."""
         config = self.config.get(str(self.subcommand), self.config)

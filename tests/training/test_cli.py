@@ -68,6 +68,31 @@ def test_resume_is_bitwise_identical(config_file, tmp_path):
         assert torch.equal(state[key], value), key
 
 
+class _TaskLinkCLI(MoELightningCLI):
+    """Links a data attribute into the task itself, as the domain CLIs do (graph: metric, num_classes)."""
+
+    def add_arguments_to_parser(self, parser):
+        super().add_arguments_to_parser(parser)
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+
+@pytest.mark.parametrize("subcommand", ["test", "fit"])
+def test_ckpt_path_with_task_links_and_injected_network(config_file, tmp_path, subcommand):
+    def cli(*extra):
+        return _TaskLinkCLI(ClassificationTask, None, args=[*extra, "--config", config_file])
+
+    first = cli("fit", "--trainer.max_steps", "3", "--trainer.default_root_dir", str(tmp_path / "a"))
+    assert first.model.num_classes == 10
+    (checkpoint,) = (tmp_path / "a" / "checkpoints").glob("*.ckpt")
+    extra = ["--trainer.max_steps", "6"] if subcommand == "fit" else []
+    again = cli(subcommand, "--ckpt_path", str(checkpoint), "--trainer.default_root_dir", str(tmp_path / "b"), *extra)
+    assert isinstance(again.model.model, MoEClassifier)
+    if subcommand == "fit":
+        assert again.trainer.global_step == 6
+    else:
+        assert "test/acc" in again.trainer.callback_metrics
+
+
 def test_print_config(config_file, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(args=["fit", "--config", config_file, "--print_config"])
