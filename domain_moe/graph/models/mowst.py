@@ -31,7 +31,7 @@ from domain_moe.graph.checks import check_graph
 from domain_moe.graph.models.gnn import GNN, ConvName
 from domain_moe.graph.models.mlp import NodeMLP
 
-__all__ = ["ConfidenceGate", "Mowst", "MowstOutput", "MowstSample", "dispersion"]
+__all__ = ["ConfidenceGate", "HyperConfidenceGate", "Mowst", "MowstOutput", "MowstSample", "dispersion"]
 
 DispersionKind = Literal["variance", "entropy"]
 _KINDS = ("variance", "entropy")
@@ -155,6 +155,90 @@ class ConfidenceGate(nn.Module):
         return self.lins[-1](h).squeeze(-1)
 
 
+class HyperConfidenceGate(nn.Module):
+    """A per-node gate generated from the node's features: ``G_v(D) = ((D W1_v + b1_v) W2_v) + b2_v``.
+
+    The official code's ``--original_data hypermlp`` gate (Zeng et al., ICLR 2024): four MLPs read the node
+    features ``x_v`` and emit the weights ``W1_v [k, h]``, ``b1_v [h]``, ``W2_v [h, 1]`` and ``b2_v`` of a
+    small gate that is *linear* in the dispersion ``D(p_v)``. Each node thus gets its own linear confidence
+    function of the weak expert's dispersion, shaped by its features. With ``monotone=True`` the generated
+    ``W1_v`` and ``W2_v`` pass through ``softplus``, so ``C_v`` is non-decreasing in every dispersion.
+
+    Args:
+        num_dispersions: number of dispersion inputs ``k``.
+        num_features: node-feature width ``F`` the generators read.
+        hidden_channels: width ``h`` of the generated per-node gate.
+        generator_hidden: hidden width of each of the four generator MLPs.
+        dropout: dropout inside the generators.
+        monotone: constrain ``C`` to be non-decreasing in the dispersion.
+
+    Shapes:
+        inputs: ``[N, k + F]`` (the dispersion first, then the features) → logits ``[N]``.
+
+    Example:
+        >>> import torch
+        >>> gate = HyperConfidenceGate(num_dispersions=2, num_features=5, hidden_channels=4)
+        >>> gate(torch.rand(3, 7)).shape
+        torch.Size([3])
+    """
+
+    def __init__(
+        self,
+        num_dispersions: int = 2,
+        num_features: int = 1,
+        hidden_channels: int = 8,
+        generator_hidden: int = 32,
+        dropout: float = 0.0,
+        monotone: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_dispersions < 1 or num_features < 1 or hidden_channels < 1 or generator_hidden < 1:
+            raise ValueError(
+                "HyperConfidenceGate: need num_dispersions, num_features, hidden_channels and generator_hidden"
+                f" >= 1; got {num_dispersions}, {num_features}, {hidden_channels}, {generator_hidden}"
+            )
+        k, h = num_dispersions, hidden_channels
+
+        def generator(out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Linear(num_features, generator_hidden),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(generator_hidden, out),
+            )
+
+        self.w1 = generator(k * h)
+        self.b1 = generator(h)
+        self.w2 = generator(h)
+        self.b2 = generator(1)
+        self.num_dispersions = k
+        self.hidden_channels = h
+        self.in_channels = k + num_features
+        self.monotone = monotone
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the four generators."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                module.reset_parameters()
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """Gate logits (before the sigmoid)."""
+        if inputs.dim() != 2 or inputs.size(-1) != self.in_channels:
+            raise ValueError(
+                f"HyperConfidenceGate: inputs must be [N, {self.in_channels}] (dispersion ‖ features), "
+                f"got {tuple(inputs.shape)}"
+            )
+        k, h = self.num_dispersions, self.hidden_channels
+        d, x = inputs[:, :k], inputs[:, k:]
+        w1 = self.w1(x).view(-1, k, h)
+        w2 = self.w2(x)
+        if self.monotone:
+            w1, w2 = F.softplus(w1), F.softplus(w2)
+        hidden = torch.bmm(d.unsqueeze(1), w1).squeeze(1) + self.b1(x)
+        return (hidden * w2).sum(-1) + self.b2(x).squeeze(-1)
+
+
 class MowstOutput(NamedTuple):
     """What :meth:`Mowst.forward` returns (``N`` nodes, ``Q`` classes)."""
 
@@ -198,6 +282,9 @@ class Mowst(nn.Module):
             :class:`ConfidenceGate`.
         gate_on_features: feed the node features to the gate beside the dispersion (the code's
             ``--original_data true``).
+        gate_kind: the default gate's form: ``"mlp"`` (:class:`ConfidenceGate` on ``[D(p) ‖ x?]``) or
+            ``"hyper"`` (:class:`HyperConfidenceGate`: a per-node gate linear in ``D(p)`` whose weights are
+            generated from ``x``, the code's ``--original_data hypermlp``; implies feature input).
         dispersion_kinds: dispersions fed to the gate: ``("variance", "entropy")`` (the code's choice),
             ``("variance",)`` or ``("entropy",)``.
         detach_dispersion: stop gradients through the dispersion into the weak expert (the official code's
@@ -206,11 +293,13 @@ class Mowst(nn.Module):
         gate_hidden: hidden width of the default gate.
         gate_layers: Linear layers of the default gate.
         gate_dropout: dropout of the default gate.
+        hyper_hidden: width of the generated per-node gate when ``gate_kind="hyper"``.
         hidden_channels: hidden width of the built experts.
         num_layers: layers of the built experts.
         conv: convolution of the built strong expert (``"gcn"``, ``"sage"``, ``"gat"``, ``"gin"``).
         dropout: dropout of the built experts.
         norm: BatchNorm in the built experts (the official backbones use it; it hurts on tiny label sets).
+        sparse: build the strong expert with sparse-matrix message passing (:class:`GNN` ``sparse``).
         num_hops: receptive field of the strong expert for lazy inference; ``None`` reads
             ``strong.num_layers`` and adds one hop so degree-normalised convolutions (GCN) see exact degrees.
 
@@ -236,17 +325,20 @@ class Mowst(nn.Module):
         variant: Literal["mowst", "mowst_star"] = "mowst",
         gate: nn.Module | None = None,
         gate_on_features: bool = False,
+        gate_kind: Literal["mlp", "hyper"] = "mlp",
         dispersion_kinds: Sequence[DispersionKind] = _KINDS,
         detach_dispersion: bool = True,
         monotone: bool = False,
         gate_hidden: int = 64,
         gate_layers: int = 2,
         gate_dropout: float = 0.0,
+        hyper_hidden: int = 8,
         hidden_channels: int = 64,
         num_layers: int = 2,
         conv: ConvName = "gcn",
         dropout: float = 0.5,
         norm: bool = True,
+        sparse: bool = False,
         num_hops: int | None = None,
     ) -> None:
         super().__init__()
@@ -257,13 +349,26 @@ class Mowst(nn.Module):
             raise ValueError(f"Mowst: dispersion_kinds must be distinct names from {_KINDS}, got {kinds!r}")
         if (weak is None or strong is None) and (num_features is None or num_classes is None):
             raise ValueError("Mowst: pass weak and strong experts, or num_features and num_classes to build them")
+        if gate_kind not in ("mlp", "hyper"):
+            raise ValueError(f"Mowst: gate_kind must be 'mlp' or 'hyper', got {gate_kind!r}")
+        if gate is None and gate_kind == "hyper":
+            gate_on_features = True
         if gate_on_features and gate is None and num_features is None:
-            raise ValueError("Mowst: gate_on_features=True needs num_features (the gate's input width)")
+            raise ValueError("Mowst: gate_on_features=True (or gate_kind='hyper') needs num_features, the gate's input")
         if weak is None:
             weak = NodeMLP(num_features, num_classes, hidden_channels, num_layers, dropout, norm)  # type: ignore[arg-type]
         if strong is None:
-            strong = GNN(num_features, num_classes, hidden_channels, num_layers, conv, dropout, norm)  # type: ignore[arg-type]
-        if gate is None:
+            strong = GNN(num_features, num_classes, hidden_channels, num_layers, conv, dropout, norm, sparse=sparse)  # type: ignore[arg-type]
+        if gate is None and gate_kind == "hyper":
+            gate = HyperConfidenceGate(
+                num_dispersions=len(kinds),
+                num_features=num_features,  # type: ignore[arg-type]
+                hidden_channels=hyper_hidden,
+                generator_hidden=gate_hidden,
+                dropout=gate_dropout,
+                monotone=monotone,
+            )
+        elif gate is None:
             gate = ConfidenceGate(
                 num_dispersions=len(kinds),
                 num_features=num_features if gate_on_features else 0,  # type: ignore[arg-type]
@@ -330,6 +435,7 @@ class Mowst(nn.Module):
         edge_weight: Tensor | None = None,
         *,
         frozen: Literal["weak", "strong"] | None = None,
+        reuse: MowstOutput | None = None,
     ) -> MowstOutput:
         """Both experts' logits and the confidence of every node.
 
@@ -340,6 +446,10 @@ class Mowst(nn.Module):
             frozen: run this side without building a graph (``"weak"``: weak expert and gate;
                 ``"strong"``: strong expert), for the other side's training turn. Its train/eval mode is the
                 caller's business (Mowst's turns keep the frozen side in ``eval()``).
+            reuse: an earlier output on the same graph whose ``frozen`` side is taken instead of recomputed.
+                Exact when that side is in ``eval()`` and unchanged since, as within one Mowst turn: the turn
+                then costs one expert's step, not both (the strong turn no longer pays for the MLP, the weak
+                turn no longer runs the GNN).
 
         Returns:
             :class:`MowstOutput`; the mean confidence and the expected weak share are kept in ``last_aux``.
@@ -347,11 +457,21 @@ class Mowst(nn.Module):
         check_graph(x, edge_index, where="Mowst")
         if frozen not in (None, "weak", "strong"):
             raise ValueError(f"Mowst: frozen must be None, 'weak' or 'strong', got {frozen!r}")
-        with torch.set_grad_enabled(torch.is_grad_enabled() and frozen != "weak"):
-            weak_logits = self.weak(x)
-            gate_logits = self.gate_logits(x, weak_logits)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and frozen != "strong"):
-            strong_logits = self._call_strong(x, edge_index, edge_weight)
+        if reuse is not None and frozen is None:
+            raise ValueError("Mowst: reuse needs frozen='weak' or 'strong' (the side to take from it)")
+        if reuse is not None and reuse.weak_logits.size(0) != x.size(0):
+            raise ValueError(f"Mowst: reuse covers {reuse.weak_logits.size(0)} nodes but x has {x.size(0)}")
+        if reuse is not None and frozen == "weak":
+            weak_logits, gate_logits = reuse.weak_logits.detach(), reuse.gate_logits.detach()
+        else:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and frozen != "weak"):
+                weak_logits = self.weak(x)
+                gate_logits = self.gate_logits(x, weak_logits)
+        if reuse is not None and frozen == "strong":
+            strong_logits = reuse.strong_logits.detach()
+        else:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and frozen != "strong"):
+                strong_logits = self._call_strong(x, edge_index, edge_weight)
         if weak_logits.shape != strong_logits.shape:
             raise ValueError(
                 f"Mowst: weak and strong experts disagree: weak logits {tuple(weak_logits.shape)}, "

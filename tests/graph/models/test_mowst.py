@@ -4,7 +4,7 @@ from torch import nn
 
 from domain_moe.graph.models.gnn import GNN
 from domain_moe.graph.models.mlp import NodeMLP
-from domain_moe.graph.models.mowst import ConfidenceGate, Mowst, MowstOutput, dispersion
+from domain_moe.graph.models.mowst import ConfidenceGate, HyperConfidenceGate, Mowst, MowstOutput, dispersion
 
 
 class ConstGate(nn.Module):
@@ -178,3 +178,83 @@ def test_injected_experts_and_errors(karate):
         Mowst(NodeMLP(34, 4, 8), GNN(34, 3, 8))(karate.x, karate.edge_index)
     with pytest.raises(ValueError, match="refers to node 40"):
         make()(karate.x, torch.tensor([[0], [40]]))
+
+
+def test_hyper_gate_matches_a_per_node_loop_and_is_affine_in_the_dispersion():
+    torch.manual_seed(0)
+    k, f, h = 2, 5, 3
+    gate = HyperConfidenceGate(num_dispersions=k, num_features=f, hidden_channels=h, generator_hidden=7).eval()
+    d, x = torch.rand(6, k), torch.randn(6, f)
+    logits = gate(torch.cat([d, x], dim=-1))
+    for v in range(6):
+        w1 = gate.w1(x[v]).view(k, h)
+        b1, w2, b2 = gate.b1(x[v]), gate.w2(x[v]), gate.b2(x[v])
+        assert torch.allclose(logits[v], (d[v] @ w1 + b1) @ w2 + b2[0], atol=1e-5)
+    # For fixed features the generated gate is affine in D: G(a·D1 + (1-a)·D2) = a·G(D1) + (1-a)·G(D2).
+    d2 = torch.rand(6, k)
+    mix = gate(torch.cat([0.3 * d + 0.7 * d2, x], dim=-1))
+    assert torch.allclose(mix, 0.3 * logits + 0.7 * gate(torch.cat([d2, x], dim=-1)), atol=1e-5)
+
+
+def test_monotone_hyper_gate_and_mowst_hyper_option(karate):
+    torch.manual_seed(0)
+    gate = HyperConfidenceGate(num_dispersions=2, num_features=4, monotone=True)
+    d, x = torch.rand(50, 2), torch.randn(50, 4)
+    base = gate(torch.cat([d, x], -1))
+    for step in (torch.tensor([0.1, 0.0]), torch.tensor([0.0, 0.1])):
+        assert (gate(torch.cat([d + step, x], -1)) >= base - 1e-6).all()
+    model = make(gate_kind="hyper")
+    assert isinstance(model.gate, HyperConfidenceGate) and model.gate_on_features
+    assert model(karate.x, karate.edge_index).confidence.shape == (34,)
+    with pytest.raises(ValueError, match="gate_kind"):
+        make(gate_kind="attention")
+    with pytest.raises(ValueError, match=r"inputs must be \[N, 6\]"):
+        gate(torch.rand(3, 2))
+
+
+def test_reusing_the_frozen_side_is_exact(karate):
+    torch.manual_seed(0)
+    model = make()
+    model.strong.eval()
+    first = model(karate.x, karate.edge_index, frozen="strong")
+    again = model(karate.x, karate.edge_index, frozen="strong", reuse=first)
+    assert torch.equal(again.strong_logits, first.strong_logits) and again.strong_logits.grad_fn is None
+    model.train()
+    model.weak.eval()
+    model.gate.eval()
+    first = model(karate.x, karate.edge_index, frozen="weak")
+    again = model(karate.x, karate.edge_index, frozen="weak", reuse=first)
+    assert torch.equal(again.confidence, first.confidence) and again.strong_logits.grad_fn is not None
+    with pytest.raises(ValueError, match="reuse needs frozen"):
+        model(karate.x, karate.edge_index, reuse=first)
+
+
+def test_one_softmax_before_the_dispersion_in_training_and_evaluation(karate):
+    # Pitfall 1 of the official code: evaluation applied softmax twice before the dispersion.
+    model = make()
+    for train in (True, False):
+        model.train(train)
+        torch.manual_seed(0)
+        out = model(karate.x, karate.edge_index)
+        torch.manual_seed(0)
+        weak_logits = model.weak(karate.x)
+        expected = torch.sigmoid(model.gate(dispersion(weak_logits.softmax(-1))))
+        assert torch.allclose(out.confidence, expected, atol=1e-6)
+    with torch.no_grad():
+        sample = model.sample_predict(karate.x, karate.edge_index, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(sample.confidence, expected, atol=1e-6)
+
+
+def test_joint_loss_is_the_cross_entropy_of_mixed_probabilities_by_hand():
+    # Pitfall 2: the official Mowst* trains on mixed *logits*; the paper (and this module) mix probabilities.
+    weak = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    strong = torch.tensor([[0.0, 3.0, 0.0], [1.0, 1.0, 1.0]])
+    gate_logits = torch.tensor([0.5, -2.0])
+    c = torch.sigmoid(gate_logits)
+    y = torch.tensor([1, 2])
+    mix = c[:, None] * weak.softmax(-1) + (1 - c[:, None]) * strong.softmax(-1)
+    by_hand = -(mix[0, 1].log() + mix[1, 2].log()) / 2
+    out = MowstOutput(weak, strong, c, gate_logits)
+    assert torch.allclose(Mowst.joint_loss(out, y), by_hand, atol=1e-6)
+    logit_mix = c[:, None] * weak + (1 - c[:, None]) * strong
+    assert not torch.allclose(Mowst.joint_loss(out, y), nn.functional.cross_entropy(logit_mix, y), atol=1e-3)
