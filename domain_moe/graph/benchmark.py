@@ -354,7 +354,19 @@ def run_one(dataset: str, method: str, split: int, args: argparse.Namespace) -> 
     return metrics
 
 
-def _summarise(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
+# Metrics where smaller is better; every other metric of the graph benchmarks is a score.
+LOWER_IS_BETTER = frozenset(
+    {"epoch_seconds", "epochs", "step_ratio", "trainable_params", "adapt_seconds", "prompt_cos"}
+)
+
+
+def summarise_runs(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
+    """Aggregate run records (``dataset, method, metrics, seconds``) into the DESIGN.md benchmark records.
+
+    One record per (dataset, method, metric): mean, sample std, the values, ``higher_is_better`` (false for
+    :data:`LOWER_IS_BETTER` and ``*_ms`` timings), the device and the summed seconds. Shared by the Mowst
+    benchmark and the few-shot benchmark.
+    """
     cells: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for run in runs:
         for metric, value in run["metrics"].items():
@@ -373,8 +385,7 @@ def _summarise(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
                 "std": std,
                 "n": len(values),
                 "values": values,
-                "higher_is_better": metric not in ("epoch_seconds", "epochs", "step_ratio")
-                and not metric.endswith("_ms"),
+                "higher_is_better": metric not in LOWER_IS_BETTER and not metric.endswith("_ms"),
                 "device": device,
                 "seconds": sum(s for _, s in pairs),
             }
@@ -491,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 runs.append(run)
                 with runs_path.open("a") as fh:
                     fh.write(json.dumps(run) + "\n")
-    records = _summarise(runs, device)
+    records = summarise_runs(runs, device)
     out.write_text(json.dumps(records, indent=1))
     print(_markdown(records, methods))
     return records

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import platform
 import time
 from collections.abc import Sequence
@@ -40,7 +39,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from domain_moe.graph.alignment import svd_align
-from domain_moe.graph.benchmark import split_datasets
+from domain_moe.graph.benchmark import split_datasets, summarise_runs
 from domain_moe.graph.data import DATASETS, GraphDataModule
 from domain_moe.graph.gmope_tasks import GMoPEPretrainTask, load_backbone, load_entropy
 from domain_moe.graph.models.gmope import GMoPE
@@ -278,33 +277,6 @@ def adapt(model: nn.Module, data: Data, tune: str, args: argparse.Namespace) -> 
     return out
 
 
-def _summarise(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
-    cells: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
-    for run in runs:
-        for metric, value in run["metrics"].items():
-            cells.setdefault((run["dataset"], run["method"], metric), []).append((value, run["seconds"]))
-    records = []
-    for (dataset, method, metric), pairs in cells.items():
-        values = [v for v, _ in pairs]
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1))
-        records.append(
-            {
-                "dataset": dataset,
-                "method": method,
-                "metric": metric,
-                "mean": mean,
-                "std": std,
-                "n": len(values),
-                "values": values,
-                "higher_is_better": metric not in ("trainable_params", "adapt_seconds", "prompt_cos"),
-                "device": device,
-                "seconds": sum(s for _, s in pairs),
-            }
-        )
-    return records
-
-
 def markdown(records: list[dict[str, Any]], methods: Sequence[str]) -> str:
     """Accuracy table (mean ± std), then trainable parameters, adaptation time and the GMoPE diagnostics."""
     by = {(r["dataset"], r["method"], r["metric"]): r for r in records}
@@ -441,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             runs.append(run)
             with runs_path.open("a") as fh:
                 fh.write(json.dumps(run) + "\n")
-    records = _summarise(runs, device_name)
+    records = summarise_runs(runs, device_name)
     out.write_text(json.dumps(records, indent=1))
     print(markdown(records, methods))
     return records
