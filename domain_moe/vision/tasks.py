@@ -201,7 +201,34 @@ class ExpertPretrainTask(MoETask):
             save_expert(self.model.trunk, self.save_path)
 
 
-class MoVATask(MoETask):
+class _QuestionTask(MoETask):
+    """Epoch logging shared by the question-answering tasks: mean and per-template accuracy per stage."""
+
+    def _log_accuracy(self, stage: str) -> None:
+        out = self.acc[f"m_{stage}"].compute()
+        self.log(f"{stage}/acc", out["mean"], prog_bar=True)
+        for name, value in zip(TEMPLATES, out["per_template"], strict=True):
+            if not math.isnan(float(value)):
+                self.log(f"{stage}/acc_{name}", value)
+        self.acc[f"m_{stage}"].reset()
+
+    def _log_epoch(self, stage: str) -> None:
+        self._log_accuracy(stage)
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training metrics."""
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the validation metrics."""
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test metrics."""
+        self._log_epoch("test")
+
+
+class MoVATask(_QuestionTask):
     """Train MoVA in stages: ``"router"`` or ``"adapter"``.
 
     The router stage fits the router's scores to the routing annotations (BCE); the adapter stage trains the
@@ -278,27 +305,10 @@ class MoVATask(MoETask):
             self.log(f"{stage}/router_f1", self.router_f1[f"m_{stage}"].compute())
             self.router_f1[f"m_{stage}"].reset()
             return
-        out = self.acc[f"m_{stage}"].compute()
-        self.log(f"{stage}/acc", out["mean"], prog_bar=True)
-        for name, value in zip(TEMPLATES, out["per_template"], strict=True):
-            if not math.isnan(float(value)):
-                self.log(f"{stage}/acc_{name}", value)
-        self.acc[f"m_{stage}"].reset()
-
-    def on_train_epoch_end(self) -> None:
-        """Log the epoch's training metrics."""
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        """Log the validation metrics."""
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        """Log the test metrics."""
-        self._log_epoch("test")
+        self._log_accuracy(stage)
 
 
-class AstreaTask(MoETask):
+class AstreaTask(_QuestionTask):
     """Train Astrea: ``"prealign"`` (progressive contrastive pre-alignment) or ``"fusion"`` (answers + aux).
 
     In the pre-alignment stage the experts are aligned one at a time in ``prealign_order``, each for
@@ -385,21 +395,4 @@ class AstreaTask(MoETask):
     def _log_epoch(self, stage: str) -> None:
         if self.stage == "prealign":
             return
-        out = self.acc[f"m_{stage}"].compute()
-        self.log(f"{stage}/acc", out["mean"], prog_bar=True)
-        for name, value in zip(TEMPLATES, out["per_template"], strict=True):
-            if not math.isnan(float(value)):
-                self.log(f"{stage}/acc_{name}", value)
-        self.acc[f"m_{stage}"].reset()
-
-    def on_train_epoch_end(self) -> None:
-        """Log the epoch's training accuracy."""
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        """Log the validation accuracy."""
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        """Log the test accuracy."""
-        self._log_epoch("test")
+        self._log_accuracy(stage)
