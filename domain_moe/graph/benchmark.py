@@ -48,7 +48,13 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import Tensor
 from torch_geometric.data import Data
 
-from domain_moe.graph.data import DATASETS, ContextualSBMDataModule, GraphDataModule, NodeClassificationDataModule
+from domain_moe.graph.data import (
+    DATASETS,
+    ContextualSBMDataModule,
+    GraphDataModule,
+    NodeClassificationDataModule,
+    parse_graph_spec,
+)
 from domain_moe.graph.models import GNN, Mowst, MowstOutput, NodeMLP
 from domain_moe.graph.tasks import MowstStarTask, MowstTask, NodeClassificationTask, node_metric
 
@@ -66,15 +72,6 @@ __all__ = [
 
 CONVS = ("gcn", "sage", "gat", "gin")
 METHODS = ("mlp", *CONVS, *(f"mowst-{c}" for c in CONVS), *(f"mowst-star-{c}" for c in CONVS))
-
-
-def _value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def split_datasets(text: str) -> list[str]:
@@ -108,13 +105,12 @@ def parse_dataset(spec: str, split: int, root: str | None) -> GraphDataModule:
     """
     if spec.startswith("npz:"):
         return NodeClassificationDataModule(spec, split=split)
-    name, _, opts = spec.partition(":")
-    options = {k: _value(v) for k, v in (o.split("=", 1) for o in opts.split(",") if o)}
+    name, options = parse_graph_spec(spec)
     if name == "csbm":
         options.setdefault("num_splits", max(split + 1, 3))
         options.setdefault("seed", 0)
         return ContextualSBMDataModule(split=split, **options)
-    if name.lower() not in DATASETS:
+    if name not in DATASETS:
         raise ValueError(f"unknown dataset {spec!r}: expected one of {sorted(DATASETS)}, csbm[:...] or npz:<path>")
     chosen = options.pop("split", split)
     return NodeClassificationDataModule(name, root=root, split=chosen, **options)
@@ -360,6 +356,14 @@ LOWER_IS_BETTER = frozenset(
 )
 
 
+def record_run(run: dict[str, Any], runs: list[dict[str, Any]], runs_path: Path) -> None:
+    """Print a finished run, keep it, and append it to ``<out>.runs.jsonl`` so an interrupted benchmark resumes."""
+    print(json.dumps(run), flush=True)
+    runs.append(run)
+    with runs_path.open("a") as fh:
+        fh.write(json.dumps(run) + "\n")
+
+
 def summarise_runs(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
     """Aggregate run records (``dataset, method, metrics, seconds``) into the DESIGN.md benchmark records.
 
@@ -479,10 +483,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 continue
             for method, metrics in interleaved_step_times(dataset, methods, args).items():
                 run = {"dataset": dataset, "method": method, "split": "timing", "metrics": metrics, "seconds": 0.0}
-                print(json.dumps(run), flush=True)
-                runs.append(run)
-                with runs_path.open("a") as fh:
-                    fh.write(json.dumps(run) + "\n")
+                record_run(run, runs, runs_path)
         datasets = []
     for dataset in datasets:
         for method in methods:
@@ -498,10 +499,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                     "metrics": metrics,
                     "seconds": time.perf_counter() - start,
                 }
-                print(json.dumps(run), flush=True)
-                runs.append(run)
-                with runs_path.open("a") as fh:
-                    fh.write(json.dumps(run) + "\n")
+                record_run(run, runs, runs_path)
     records = summarise_runs(runs, device)
     out.write_text(json.dumps(records, indent=1))
     print(_markdown(records, methods))

@@ -35,6 +35,7 @@ __all__ = [
     "contextual_sbm",
     "default_root",
     "load_npz_graph",
+    "parse_graph_spec",
 ]
 
 #: Registered offline dataset names (lower case) and their folder under ``root``.
@@ -69,6 +70,34 @@ def _missing(path: Path, what: str) -> FileNotFoundError:
         f"{what} not found at '{path}'. Put the data there, pass root=<folder holding it>, or set DOMAIN_MOE_DATA "
         "to the shared data folder (the graph data lives in <DOMAIN_MOE_DATA>/graph)."
     )
+
+
+def parse_graph_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"name:key=value,key=value"`` into the name and typed options (``npz:<path>`` is kept whole).
+
+    Example:
+        >>> parse_graph_spec("csbm:num_nodes=200,homophily=0.3")
+        ('csbm', {'num_nodes': 200, 'homophily': 0.3})
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"graph spec must be a non-empty string, got {spec!r}")
+    if spec.lower().startswith("npz:"):
+        return spec, {}
+    name, _, rest = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"graph spec {spec!r}: option {item!r} must be key=value")
+        parsed: Any = value
+        for cast in (int, float):
+            try:
+                parsed = cast(value)
+                break
+            except ValueError:
+                continue
+        options[key.strip()] = parsed
+    return name.lower(), options
 
 
 def load_npz_graph(path: str | os.PathLike[str]) -> Data:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from domain_moe.graph.alignment import svd_align
-from domain_moe.graph.benchmark import split_datasets, summarise_runs
+from domain_moe.graph.benchmark import record_run, split_datasets, summarise_runs
 from domain_moe.graph.data import DATASETS, GraphDataModule
 from domain_moe.graph.gmope_tasks import GMoPEPretrainTask, load_backbone, load_entropy
 from domain_moe.graph.models.gmope import GMoPE
@@ -409,10 +409,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 "metrics": metrics,
                 "seconds": time.perf_counter() - start,
             }
-            print(json.dumps(run), flush=True)
-            runs.append(run)
-            with runs_path.open("a") as fh:
-                fh.write(json.dumps(run) + "\n")
+            record_run(run, runs, runs_path)
     records = summarise_runs(runs, device_name)
     out.write_text(json.dumps(records, indent=1))
     print(markdown(records, methods))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -21,37 +20,15 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.utils import dropout_edge, k_hop_subgraph, mask_feature, subgraph
 
 from domain_moe.graph.alignment import svd_align
-from domain_moe.graph.data import DATASETS, GraphDataModule, NodeClassificationDataModule, contextual_sbm
+from domain_moe.graph.data import (
+    DATASETS,
+    GraphDataModule,
+    NodeClassificationDataModule,
+    contextual_sbm,
+    parse_graph_spec,
+)
 
-__all__ = ["EgoNetPretrainDataModule", "augment", "ego_nets", "load_graph", "parse_graph_spec"]
-
-
-def parse_graph_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """Split ``"name:key=value,key=value"`` into the name and typed options (``npz:<path>`` is kept whole).
-
-    Example:
-        >>> parse_graph_spec("csbm:num_nodes=200,homophily=0.3")
-        ('csbm', {'num_nodes': 200, 'homophily': 0.3})
-    """
-    if not isinstance(spec, str) or not spec:
-        raise ValueError(f"graph spec must be a non-empty string, got {spec!r}")
-    if spec.lower().startswith("npz:"):
-        return spec, {}
-    name, _, rest = spec.partition(":")
-    options: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"graph spec {spec!r}: option {item!r} must be key=value")
-        parsed: Any = value
-        for cast in (int, float):
-            try:
-                parsed = cast(value)
-                break
-            except ValueError:
-                continue
-        options[key.strip()] = parsed
-    return name.lower(), options
+__all__ = ["EgoNetPretrainDataModule", "augment", "ego_nets", "load_graph"]
 
 
 def load_graph(spec: str, root: str | Path | None = None, normalize_features: bool = True) -> Data:

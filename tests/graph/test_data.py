@@ -10,6 +10,7 @@ from domain_moe.graph.data import (
     NodeClassificationDataModule,
     contextual_sbm,
     load_npz_graph,
+    parse_graph_spec,
 )
 
 
@@ -93,3 +94,13 @@ def test_normalize_features(tmp_path):
     _write_npz(tmp_path / "g.npz")
     dm = NodeClassificationDataModule(f"npz:{tmp_path / 'g.npz'}", normalize_features=True)
     assert torch.allclose(dm.data.x.sum(-1), torch.ones(6))
+
+
+def test_parse_graph_spec():
+    want = ("csbm", {"num_nodes": 10, "homophily": 0.2, "x": "a"})
+    assert parse_graph_spec("CSBM:num_nodes=10,homophily=0.2,x=a") == want
+    assert parse_graph_spec("npz:/a/b:c.npz") == ("npz:/a/b:c.npz", {})
+    with pytest.raises(ValueError, match="key=value"):
+        parse_graph_spec("csbm:oops")
+    with pytest.raises(ValueError, match="non-empty"):
+        parse_graph_spec("")

@@ -6,19 +6,9 @@ from torch_geometric.data import Data
 from torch_geometric.utils import k_hop_subgraph, to_undirected
 
 from domain_moe.graph.data import contextual_sbm
-from domain_moe.graph.pretraining import EgoNetPretrainDataModule, augment, ego_nets, load_graph, parse_graph_spec
+from domain_moe.graph.pretraining import EgoNetPretrainDataModule, augment, ego_nets, load_graph
 
 SMALL = ["csbm:num_nodes=80,num_features=12,seed=1", "csbm:num_nodes=60,num_features=5,num_classes=3,seed=2"]
-
-
-def test_parse_graph_spec():
-    want = ("csbm", {"num_nodes": 10, "homophily": 0.2, "x": "a"})
-    assert parse_graph_spec("CSBM:num_nodes=10,homophily=0.2,x=a") == want
-    assert parse_graph_spec("npz:/a/b:c.npz") == ("npz:/a/b:c.npz", {})
-    with pytest.raises(ValueError, match="key=value"):
-        parse_graph_spec("csbm:oops")
-    with pytest.raises(ValueError, match="non-empty"):
-        parse_graph_spec("")
 
 
 def test_load_graph_generated_and_errors():
