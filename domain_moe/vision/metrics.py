@@ -1,8 +1,9 @@
 """Metrics of the vision tasks, on torchmetrics: question accuracy per template, boxes, captions, retrieval.
 
-Box mAP uses ``torchmetrics.detection.MeanAveragePrecision`` when its backend (``pycocotools`` or
-``faster-coco-eval``) is installed; :class:`BoxHitRate` (the share of ground-truth boxes matched by a
-same-class prediction at IoU >= 0.5) works without it and is what the benchmark reports otherwise.
+Box mAP (:class:`DetectionScores`) uses ``torchmetrics.detection.MeanAveragePrecision``, whose COCO backend
+(``pycocotools``, in the ``vision`` extra, or ``faster-coco-eval``) is imported only when such a metric is
+built; :class:`BoxHitRate` (the share of ground-truth boxes matched by a same-class prediction at IoU >= 0.5)
+needs no backend.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from domain_moe.utils.imports import module_available
 __all__ = [
     "BoxHitRate",
     "CaptionScores",
+    "DetectionScores",
     "QuestionAccuracy",
     "box_iou",
     "map_available",
@@ -26,7 +28,15 @@ __all__ = [
 
 def map_available() -> bool:
     """Whether torchmetrics' box mAP can run (it needs ``pycocotools`` or ``faster-coco-eval``)."""
-    return module_available("pycocotools") or module_available("faster_coco_eval")
+    return _map_backend() is not None
+
+
+def _map_backend() -> str | None:
+    """The COCO backend torchmetrics' mAP will use: ``pycocotools`` (its default) first, else ``faster_coco_eval``."""
+    for name in ("pycocotools", "faster_coco_eval"):
+        if module_available(name):
+            return name
+    return None
 
 
 class QuestionAccuracy(Metric):
@@ -127,6 +137,73 @@ class BoxHitRate(Metric):
     def compute(self) -> Tensor:
         """Matched share of ground-truth boxes."""
         return self.hits / self.total.clamp_min(1)
+
+
+class DetectionScores(Metric):
+    """Box mAP@[.5:.95], mAP@0.5 (torchmetrics' ``MeanAveragePrecision``, COCO rules) and the box hit rate.
+
+    Takes the padded tensors of :class:`BoxHitRate` (``-1`` classes are padding) and converts them to the
+    per-image lists torchmetrics expects. Without a COCO backend the metric refuses to be built rather than
+    reporting only the hit rate, so that a logged ``map`` always means the same thing.
+
+    Args:
+        iou_threshold: IoU a match needs for the hit rate (mAP uses COCO's thresholds).
+
+    Shapes:
+        - boxes: ``[B, K, 4]`` ``xyxy``; scores, classes: ``[B, K]``; gt_boxes: ``[B, M, 4]``; gt_classes: ``[B, M]``
+
+    Raises:
+        ModuleNotFoundError: neither ``pycocotools`` nor ``faster-coco-eval`` is installed; the message names
+            ``pip install 'domain-moe[vision]'``.
+
+    Example:
+        >>> m = DetectionScores()
+        >>> box = torch.tensor([[[0.0, 0.0, 10.0, 10.0]]])
+        >>> m.update(box, torch.ones(1, 1), torch.zeros(1, 1, dtype=torch.long), box, torch.zeros(1, 1))
+        >>> {k: round(v.item(), 3) for k, v in m.compute().items()}
+        {'map': 1.0, 'map_50': 1.0, 'hit_rate': 1.0}
+    """
+
+    full_state_update = False
+
+    def __init__(self, iou_threshold: float = 0.5) -> None:
+        super().__init__()
+        backend = _map_backend()
+        if backend is None:
+            raise ModuleNotFoundError(
+                "DetectionScores needs 'pycocotools' (or 'faster-coco-eval') for torchmetrics' box mAP. "
+                "Install it with: pip install 'domain-moe[vision]'",
+                name="pycocotools",
+            )
+        # Imported here so that importing the vision package never loads the detection stack.
+        from torchmetrics.detection import MeanAveragePrecision
+
+        self.mean_ap = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend=backend)
+        self.hit_rate = BoxHitRate(iou_threshold)
+
+    def update(self, boxes: Tensor, scores: Tensor, classes: Tensor, gt_boxes: Tensor, gt_classes: Tensor) -> None:
+        """Add a batch: predictions ``[B, K, 4]``/``[B, K]``/``[B, K]``, targets ``[B, M, 4]``/``[B, M]`` (-1 pad)."""
+        boxes, scores, classes = boxes.detach().float(), scores.detach().float(), classes.detach().long()
+        gt_boxes, gt_classes = gt_boxes.detach().float(), gt_classes.detach().long()
+        preds, targets = [], []
+        for i in range(boxes.shape[0]):
+            keep = classes[i] >= 0
+            preds.append({"boxes": boxes[i][keep], "scores": scores[i][keep], "labels": classes[i][keep]})
+            valid = gt_classes[i] >= 0
+            targets.append({"boxes": gt_boxes[i][valid], "labels": gt_classes[i][valid]})
+        self.mean_ap.update(preds, targets)
+        self.hit_rate.update(boxes, scores, classes, gt_boxes, gt_classes)
+
+    def compute(self) -> dict[str, Tensor]:
+        """``{"map": mAP@[.5:.95], "map_50": mAP@0.5, "hit_rate"}`` (COCO gives ``-1`` when no box was seen)."""
+        out = self.mean_ap.compute()
+        return {"map": out["map"], "map_50": out["map_50"], "hit_rate": self.hit_rate.compute()}
+
+    def reset(self) -> None:
+        """Reset the mAP state and the hit counts."""
+        super().reset()
+        self.mean_ap.reset()
+        self.hit_rate.reset()
 
 
 class CaptionScores(Metric):

@@ -17,7 +17,7 @@ from domain_moe.training.task import MoETask
 from domain_moe.vision.canvas import TEMPLATES
 from domain_moe.vision.experts import save_expert
 from domain_moe.vision.heads import decode_detections
-from domain_moe.vision.metrics import BoxHitRate, CaptionScores, QuestionAccuracy
+from domain_moe.vision.metrics import CaptionScores, DetectionScores, QuestionAccuracy
 from domain_moe.vision.models.astrea import Astrea
 from domain_moe.vision.models.expert_network import ExpertNetwork
 from domain_moe.vision.models.mova import MoVA
@@ -87,8 +87,13 @@ class ExpertPretrainTask(MoETask):
     Tasks and batches: ``classification`` (items: ``image``, ``label``; cross-entropy, accuracy),
     ``presence`` (canvases; multi-label BCE on ``presence``, F1), ``segmentation`` (canvases; per-pixel
     cross-entropy on ``semantic``, mean IoU), ``detection`` (canvases; CenterNet loss on ``boxes``,
-    ``box_class``; box hit rate at IoU 0.5) and ``captioning`` (canvases; teacher-forced cross-entropy on
-    ``caption``; token accuracy, exact match, BLEU-4). Logs ``<stage>/loss`` and ``<stage>/metric``.
+    ``box_class``; box mAP with :class:`~domain_moe.vision.metrics.DetectionScores`) and ``captioning``
+    (canvases; teacher-forced cross-entropy on ``caption``; token accuracy, exact match, BLEU-4). Logs
+    ``<stage>/loss`` and ``<stage>/metric``. Captioning also logs ``<stage>/token_acc``, ``<stage>/exact`` and
+    ``<stage>/bleu`` (``metric`` is the token accuracy); detection logs ``<stage>/map`` (mAP@[.5:.95]),
+    ``<stage>/map_50`` and ``<stage>/hit_rate`` (share of boxes matched at IoU 0.5), and ``metric`` is
+    ``map_50`` (it used to be the hit rate, which the mAP backend now always accompanies). Detection needs a
+    COCO backend (``pycocotools``, in the ``vision`` extra).
 
     Args:
         model: an :class:`ExpertNetwork`.
@@ -106,6 +111,9 @@ class ExpertPretrainTask(MoETask):
         >>> loss.dim()
         0
     """
+
+    #: The score logged as ``<stage>/metric`` by the tasks whose metric returns several.
+    _MAIN_SCORE: dict[str, str] = {"captioning": "token_acc", "detection": "map_50"}
 
     def __init__(
         self,
@@ -131,7 +139,7 @@ class ExpertPretrainTask(MoETask):
         if task == "segmentation":
             return MulticlassJaccardIndex(self.num_classes + 1, average="macro")
         if task == "detection":
-            return BoxHitRate(0.5)
+            return DetectionScores(0.5)
         return CaptionScores()
 
     def compute_loss(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, dict[str, Any]]:
@@ -176,7 +184,7 @@ class ExpertPretrainTask(MoETask):
         if isinstance(value, dict):
             for key, v in value.items():
                 self.log(f"{stage}/{key}", v)
-            value = value["token_acc"]
+            value = value[self._MAIN_SCORE[self.model.task]]
         self.log(f"{stage}/metric", value, prog_bar=stage != "train")
         metric.reset()
 

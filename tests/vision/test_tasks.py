@@ -6,6 +6,7 @@ from domain_moe.vision.canvas import AnswerSpace
 from domain_moe.vision.data import CanvasDataModule, TensorDictDataset
 from domain_moe.vision.experts import ExpertPool, TimmExpert, load_expert
 from domain_moe.vision.heads import CaptionDecoder, ClassificationHead, DetectionHead, QuestionHead, SegmentationHead
+from domain_moe.vision.metrics import map_available
 from domain_moe.vision.models import Astrea, ContextRouter, ExpertNetwork, MoVA, MoVAdapter
 from domain_moe.vision.tasks import AstreaTask, ExpertPretrainTask, MoVATask, centernet_targets
 
@@ -104,6 +105,20 @@ def test_expert_pretraining_saves_the_trunk(tmp_path, data, kind, trunk, head):
     loaded = load_expert(path)
     x = torch.randn(2, 1, 64, 64)
     assert torch.equal(loaded(x), expert.eval()(x))
+
+
+@pytest.mark.skipif(not map_available(), reason="no COCO backend (pycocotools / faster-coco-eval)")
+def test_detection_pretraining_logs_box_map(tmp_path, data):
+    torch.manual_seed(0)
+    expert = TimmExpert("test_efficientnet", 2, img_size=64)
+    task = ExpertPretrainTask(ExpertNetwork(expert, DetectionHead(expert.channels, 10), "detection"))
+    trainer = _trainer(tmp_path)
+    trainer.fit(task, datamodule=data)
+    trainer.test(task, datamodule=data, verbose=False)
+    logged = trainer.callback_metrics
+    assert {"test/map", "test/map_50", "test/hit_rate", "test/metric"} <= set(logged)
+    assert float(logged["test/metric"]) == float(logged["test/map_50"])
+    assert 0 <= float(logged["test/map"]) <= float(logged["test/map_50"]) <= 1
 
 
 def test_centernet_targets_by_hand():
