@@ -3,6 +3,7 @@
 from domain_moe.vision.models.astrea import Astrea, AstreaFusion
 from domain_moe.vision.models.context_router import ContextRouter, ContextScorer
 from domain_moe.vision.models.cross_attention import ExpertCrossAttention
+from domain_moe.vision.models.describer import CaptionEncoder, Describer
 from domain_moe.vision.models.expert_network import ExpertNetwork
 from domain_moe.vision.models.momentum import MomentumEncoder
 from domain_moe.vision.models.mov_adapter import MoVAdapter, MoVAdapterBlock
@@ -13,8 +14,10 @@ from domain_moe.vision.models.stochastic_residual import StochasticExpertDrop
 __all__ = [
     "Astrea",
     "AstreaFusion",
+    "CaptionEncoder",
     "ContextRouter",
     "ContextScorer",
+    "Describer",
     "ExpertCrossAttention",
     "ExpertNetwork",
     "MoVA",

@@ -15,6 +15,7 @@ from domain_moe.core.routing import DenseRouter
 from domain_moe.vision.experts import ExpertPool, TimmExpert, base_tokens_of, cached_expert_tokens
 from domain_moe.vision.heads import QuestionHead
 from domain_moe.vision.models.cross_attention import ExpertCrossAttention
+from domain_moe.vision.models.describer import Describer
 from domain_moe.vision.models.momentum import MomentumEncoder
 from domain_moe.vision.models.stochastic_residual import StochasticExpertDrop
 
@@ -127,6 +128,11 @@ class Astrea(nn.Module):
     (:class:`MomentumEncoder`), and the allocator's CV² importance (load-balance) loss. Each piece can be
     switched off for ablations. Auxiliary losses of the last training call are in ``last_aux``.
 
+    With a ``describer`` the same fusion also serves captioning and image <-> caption retrieval (the paper
+    evaluates VQA, captioning and retrieval with one model): a learned "describe" context vector takes the
+    question's place in the allocator, and the caption and retrieval losses join the training loss whenever
+    the batch carries ``caption``.
+
     Args:
         d_model: base token width ``C`` (also the latent width).
         expert_channels: widths of the four experts, in :data:`PREALIGN_ORDER` roles or any order.
@@ -148,6 +154,8 @@ class Astrea(nn.Module):
         base: the base encoder (``None`` when base tokens are always cached).
         pool: the four frozen experts (``None`` when expert tokens are always cached).
         grid: base grid side ``g``.
+        describer: caption and retrieval heads on the fused tokens, or ``None``.
+        describe_weight: weight of each describe loss.
 
     Shapes:
         - batch["base_tokens"]: ``[B, L, C]``; batch["expert_tokens"]: list of ``[B, L, C_k]``
@@ -185,9 +193,13 @@ class Astrea(nn.Module):
         base: TimmExpert | None = None,
         pool: ExpertPool | None = None,
         grid: int = 8,
+        describer: Describer | None = None,
+        describe_weight: float = 0.5,
     ) -> None:
         super().__init__()
         self.num_experts = len(expert_channels)
+        if describer is not None and describer.d_model != d_model:
+            raise ValueError(f"describer must be d_model={d_model} wide, got {describer.d_model}")
         if pool is not None and len(pool) != self.num_experts:
             raise ValueError(f"pool has {len(pool)} experts but expert_channels lists {self.num_experts}")
         self.base = base
@@ -210,12 +222,19 @@ class Astrea(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         table = torch.linalg.qr(torch.randn(d_model, max(d_model, num_classes), generator=gen))[0][:num_classes]
         self.register_buffer("anchor_table", F.normalize(table[:num_classes], dim=-1), persistent=False)
+        self.describer = describer
+        self.describe_weight = describe_weight
+        # The describe task's allocator context (questions use the question head's context embedding).
+        self.describe_context = nn.Parameter(torch.zeros(d_context)) if describer is not None else None
         self.last_aux: dict[str, Tensor] = {}
         self.last_weights: Tensor | None = None
 
     def reset_parameters(self) -> None:
         """Reset the fusion, the MoCo head and the question head."""
         self.fusion.reset_parameters()
+        if self.describer is not None:
+            self.describer.reset_parameters()
+            nn.init.zeros_(self.describe_context)
         for m in self.moco_head:
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
@@ -270,15 +289,21 @@ class Astrea(nn.Module):
         return tokens * keep
 
     def fuse(
-        self, batch: dict[str, Any], drop_experts: Sequence[int] = ()
+        self, batch: dict[str, Any], drop_experts: Sequence[int] = (), describe: bool = False
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, list[Tensor]]:
         """Fused tokens, allocator weights, context vector, base and expert tokens.
 
-        ``drop_experts`` removes experts for every sample (the robustness test of stochastic residuals).
+        ``drop_experts`` removes experts for every sample (the robustness test of stochastic residuals);
+        ``describe`` fuses under the describe context instead of the question's.
         """
         base, experts = self.tokens(batch)
-        context = self.head.embed(batch["context"], batch.get("argument"))
         b = base.shape[0]
+        if describe:
+            if self.describe_context is None:
+                raise ValueError("describe=True needs an Astrea built with a describer")
+            context = self.describe_context.expand(b, -1)
+        else:
+            context = self.head.embed(batch["context"], batch.get("argument"))
         if self.drop is not None:
             _, scale = self.drop(b, base.device)
         else:
@@ -312,8 +337,30 @@ class Astrea(nn.Module):
                 logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).T
                 aux["moco_acc"] = (logits.argmax(-1) == torch.arange(q.shape[0], device=q.device)).float().mean()
             self.momentum.enqueue(k)
+        if self.training and self.describer is not None and "caption" in batch:
+            tokens, *_ = self.fuse(batch, drop_experts, describe=True)
+            out = self.describer.losses(tokens, batch["caption"], batch["presence"])
+            aux["caption"] = self.describe_weight * out.caption
+            aux["retrieval"] = self.describe_weight * out.retrieval
         self.last_aux = aux
         return self.head(fused, batch["context"], batch.get("argument"))
+
+    @torch.no_grad()
+    def describe(
+        self, batch: dict[str, Any], caption_length: int, drop_experts: Sequence[int] = ()
+    ) -> dict[str, Tensor]:
+        """Greedy captions and the image-side retrieval embedding under the describe context.
+
+        Shapes:
+            - output: ``{"caption": [B, caption_length], "image_embedding": [B, d_embed]}``
+        """
+        if self.describer is None:
+            raise ValueError("describe() needs an Astrea built with a describer")
+        tokens, *_ = self.fuse(batch, drop_experts, describe=True)
+        return {
+            "caption": self.describer.generate(tokens, caption_length),
+            "image_embedding": self.describer.image_embedding(tokens),
+        }
 
     def momentum_update(self) -> None:
         """EMA step of the momentum encoder (call after each optimizer step)."""

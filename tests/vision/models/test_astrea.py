@@ -114,3 +114,46 @@ def test_deepcopy_and_eval_determinism(tiny_batch):
     model = _astrea().eval()
     twin = copy.deepcopy(model)
     assert torch.equal(model(tiny_batch), twin(tiny_batch))
+
+
+def _describing_astrea(**kw):
+    from domain_moe.vision.canvas import caption_vocab_size
+    from domain_moe.vision.models import Describer
+
+    return _astrea(describer=Describer(16, caption_vocab_size(10), d_hidden=16, d_embed=8), **kw)
+
+
+def test_describe_losses_join_training_and_reach_the_fusion(tiny_batch):
+    model = _describing_astrea(moco=False).train()
+    for a in model.fusion.adapters:
+        torch.nn.init.normal_(a.attn.out_proj.weight, std=0.3)
+    model(tiny_batch)
+    assert {"caption", "retrieval"} <= set(model.last_aux)
+    model.aux_loss().backward()
+    # The describe losses train the describe context, the describer and (through the fusion) the adapters.
+    assert model.describe_context.grad is not None and model.describe_context.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.fusion.adapters.parameters())
+    no_caption = {k: v for k, v in tiny_batch.items() if k != "caption"}
+    model(no_caption)
+    assert "caption" not in model.last_aux
+
+
+def test_describe_uses_its_own_context_and_is_deterministic_in_eval(tiny_batch):
+    model = _describing_astrea().eval()
+    torch.nn.init.normal_(model.describe_context)
+    out1 = model.describe(tiny_batch, 5)
+    out2 = model.describe(tiny_batch, 5)
+    assert out1["caption"].shape == (6, 5) and out1["image_embedding"].shape == (6, 8)
+    assert torch.equal(out1["caption"], out2["caption"])
+    _, w_describe, *_ = model.fuse(tiny_batch, describe=True)
+    _, w_question, *_ = model.fuse(tiny_batch)
+    assert not torch.allclose(w_describe, w_question)
+
+
+def test_describe_needs_a_describer(tiny_batch):
+    with pytest.raises(ValueError, match="needs an Astrea built with a describer"):
+        _astrea().describe(tiny_batch, 5)
+    from domain_moe.vision.models import Describer
+
+    with pytest.raises(ValueError, match="describer must be d_model=16 wide"):
+        _astrea(describer=Describer(8, 13))
