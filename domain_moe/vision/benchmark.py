@@ -54,12 +54,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from domain_moe.vision.annotations import routing_targets
-from domain_moe.vision.canvas import TEMPLATES, make_canvases
+from domain_moe.vision.canvas import TEMPLATES, caption_vocab_size, make_canvases
 from domain_moe.vision.data import CanvasDataModule, FashionMNISTDataModule, TensorDictDataset, load_items
 from domain_moe.vision.experts import TimmExpert, align_to_grid, load_expert
 from domain_moe.vision.heads import CaptionDecoder, ClassificationHead, DetectionHead, QuestionHead, SegmentationHead
-from domain_moe.vision.metrics import QuestionAccuracy
-from domain_moe.vision.models import Astrea, ContextRouter, ExpertNetwork, MoVA, MoVAdapter, SingleSourceModel
+from domain_moe.vision.matrix import expert_matrix
+from domain_moe.vision.metrics import CaptionScores, QuestionAccuracy, retrieval_recall_at_k
+from domain_moe.vision.models import (
+    Astrea,
+    ContextRouter,
+    Describer,
+    ExpertNetwork,
+    MoVA,
+    MoVAdapter,
+    SingleSourceModel,
+)
 from domain_moe.vision.tasks import AstreaTask, ExpertPretrainTask, MoVATask
 from domain_moe.vision.zoo import BASE_SPEC, EXPERT_SPECS
 
@@ -68,6 +77,7 @@ __all__ = ["METHODS", "main", "prepare", "run_method"]
 ROLES = tuple(EXPERT_SPECS)
 ASTREA_ABLATIONS = ("prealign", "stochastic-residual", "moco", "allocator")
 METHODS = (
+    "expert-matrix",
     "single-experts",
     "mova",
     "mova-random-router",
@@ -76,9 +86,11 @@ METHODS = (
     *(f"astrea-no-{p}" for p in ASTREA_ABLATIONS),
 )
 DEFAULT_METHODS = tuple(m for m in METHODS if m != "mova-all-experts")
-_QUESTION_KEYS = ("context", "argument", "answer", "presence")
+_QUESTION_KEYS = ("context", "argument", "answer", "presence", "caption")
 #: Canvas seed of the extra question canvases (the canvas module uses 0, 1, 2 for its own splits).
 _EXTRA_SEED = 7
+#: Canvas seeds of the expert matrix's single-item canvases (train, test).
+_ITEM_SEEDS = (11, 12)
 
 
 def _device_string() -> str:
@@ -193,9 +205,22 @@ def prepare(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         common = {"canvas_size": 64, "max_items": args.max_items, "scale_range": canvas.scale_range}
         common["num_classes"] = canvas.num_classes
         splits["train"].append(make_canvases(tr_x, tr_y, extra, seed=_EXTRA_SEED, **common))
-    cache = {split: _features(parts, experts, args.grid) for split, parts in splits.items()}
+    # The aligned maps of frozen experts never change: extract them once per (canvas sets, grid).
+    feature_path = root / f"features-q{args.question_train}-t{args.num_test}-m{args.max_items}-g{args.grid}.pt"
+    if feature_path.exists():
+        cache = torch.load(feature_path)
+    else:
+        cache = {split: _features(parts, experts, args.grid) for split, parts in splits.items()}
+        torch.save(cache, feature_path)
     channels = [experts[r].channels for r in ROLES]
-    return {"cache": cache, "own": own, "channels": channels, "d_base": experts["base"].channels}
+    return {
+        "cache": cache,
+        "own": own,
+        "channels": channels,
+        "d_base": experts["base"].channels,
+        "experts": experts,
+        "canvas": canvas,
+    }
 
 
 def _features(parts: Sequence[Any], experts: dict[str, Any], grid: int) -> dict[str, Tensor]:
@@ -269,6 +294,74 @@ def _accuracy(predict: Any, tensors: dict[str, Tensor], batch_size: int = 256) -
     return result
 
 
+def _describer(d_model: int) -> Describer:
+    return Describer(d_model, caption_vocab_size(10), d_hidden=64, d_embed=64)
+
+
+@torch.no_grad()
+def _describe_metrics(describe: Any, tensors: dict[str, Tensor], batch_size: int = 256) -> dict[str, float]:
+    """Caption scores and image <-> caption recall@k on a split; ``describe(batch)`` gives captions and embeddings.
+
+    Retrieval runs over the whole split; canvases with the same class multiset count as correct answers.
+    """
+    scores = CaptionScores()
+    images, captions = [], []
+    caption = tensors["caption"]
+    n = caption.shape[0]
+    for i in range(0, n, batch_size):
+        batch = {k: v[i : i + batch_size] for k, v in tensors.items()}
+        out = describe(batch)
+        scores.update(out["caption"], batch["caption"])
+        images.append(out["image_embedding"])
+        captions.append(out["caption_embedding"])
+    cap = scores.compute()
+    image, text = torch.cat(images), torch.cat(captions)
+    presence = tensors["presence"]
+    positives = (presence.unsqueeze(1) == presence.unsqueeze(0)).all(-1)
+    res = {"caption_token_acc": float(cap["token_acc"]), "caption_exact": float(cap["exact"])}
+    res["caption_bleu"] = float(cap["bleu"])
+    for k in (1, 5):
+        res[f"i2t_r{k}"] = float(retrieval_recall_at_k(image, text, positives, k))
+        res[f"t2i_r{k}"] = float(retrieval_recall_at_k(text, image, positives, k))
+    return res
+
+
+def _describe_probe(tensors: dict[str, Tensor], j: int, seed: int, args: argparse.Namespace) -> dict[str, float]:
+    """Caption + retrieval heads on one frozen source (projected like the question probe), then their metrics.
+
+    Same heads, optimizer, steps and batch size as Astrea's describe branch, so the rows compare.
+    """
+    torch.manual_seed(seed)
+    tokens = _source(tensors["train"], j)
+    proj = torch.nn.Sequential(torch.nn.Linear(tokens.shape[-1], 64), torch.nn.LayerNorm(64))
+    describer = _describer(64)
+    params = [*proj.parameters(), *describer.parameters()]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    train = tensors["train"]
+    n = tokens.shape[0]
+    steps = args.adapter_steps
+    for step in range(steps):
+        idx = torch.randint(n, (args.batch_size,), generator=gen)
+        out = describer.losses(proj(tokens[idx]), train["caption"][idx], train["presence"][idx])
+        loss = out.caption + out.retrieval
+        opt.zero_grad()
+        loss.backward()
+        for group in opt.param_groups:
+            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        opt.step()
+
+    def describe(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        x = proj(_source(batch, j))
+        return {
+            "caption": describer.generate(x, batch["caption"].shape[1]),
+            "image_embedding": describer.image_embedding(x),
+            "caption_embedding": describer.caption_embedding(batch["caption"]),
+        }
+
+    return _describe_metrics(describe, tensors["test"])
+
+
 def _annotations(cache: dict[str, dict[str, Tensor]], seed: int, args: argparse.Namespace) -> dict[str, Tensor]:
     """Cross-fitted routing labels for the training split, and test labels from probes on all of train."""
     train = cache["train"]
@@ -280,18 +373,47 @@ def _annotations(cache: dict[str, dict[str, Tensor]], seed: int, args: argparse.
     for a, b in ((0, 1), (1, 0)):
         fit, held = _subset(train, folds[a]), _subset(train, folds[b])
         for j in range(num_sources):
-            probe = _train_probe(fit, j, args.probe_steps, seed * 10 + a, args)
+            probe = _train_probe(fit, j, args.probe_steps or args.adapter_steps, seed * 10 + a, args)
             losses[folds[b], j] = _probe_losses(probe, held, j)
     return {"train": routing_targets(losses, args.delta, args.k_max)}
 
 
 # -- methods ----------------------------------------------------------------------------------------------------
+def _expert_matrix(prep: dict[str, Any], seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Every source on every own task (classification, segmentation, detection, captioning), native maps."""
+    canvas: CanvasDataModule = prep["canvas"]
+    if "items" not in prep:
+        # Single-item canvases for the classification column, from the same train / test items.
+        items = load_items(canvas.dataset, canvas.root, seed=0)
+        common = {"canvas_size": 64, "max_items": 1, "scale_range": canvas.scale_range}
+        common["num_classes"] = canvas.num_classes
+        prep["items"] = [
+            make_canvases(*items[split], n, seed=s, **common)
+            for split, n, s in (("train", args.num_train, _ITEM_SEEDS[0]), ("test", args.num_test, _ITEM_SEEDS[1]))
+        ]
+    rows = expert_matrix(
+        prep["experts"],
+        canvas.canvases["train"],
+        canvas.canvases["test"],
+        *prep["items"],
+        steps=args.matrix_steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=seed,
+    )
+    keys = next(iter(rows.values()))
+    rows["best-matrix"] = {k: max(r[k] for r in rows.values()) for k in keys}
+    return rows
+
+
 def _single_experts(prep: dict[str, Any], seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     cache = prep["cache"]
     for j, name in enumerate(("base", *ROLES)):
         probe = _train_probe(cache["train"], j, args.adapter_steps, seed, args)
         res = _accuracy(lambda b, j=j, probe=probe: probe(_source(b, j), b["context"], b["argument"]), cache["test"])
+        if args.describe:
+            res.update(_describe_probe(cache, j, seed, args))
         res["own_metric"] = float(prep["own"][name])
         out[f"expert:{name}"] = res
     keys = [k for k in next(iter(out.values())) if k != "own_metric"]
@@ -369,6 +491,7 @@ def _astrea(prep: dict[str, Any], seed: int, method: str, args: argparse.Namespa
         queue_size=1024,
         moco_momentum=0.99,
         seed=seed,
+        describer=_describer(prep["d_base"]) if args.describe else None,
     )
     tmp = str(Path(args.cache_dir) / "lightning")
     train = cache["train"]
@@ -386,6 +509,14 @@ def _astrea(prep: dict[str, Any], seed: int, method: str, args: argparse.Namespa
         return logits
 
     res = _accuracy(predict, cache["test"])
+    if args.describe:
+
+        def describe(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+            out = model.describe(batch, batch["caption"].shape[1])
+            out["caption_embedding"] = model.describer.caption_embedding(batch["caption"])
+            return out
+
+        res.update(_describe_metrics(describe, cache["test"]))
     w = torch.cat(weights)
     for j, role in enumerate(ROLES):
         res[f"weight:{role}"] = float(w[:, j].mean())
@@ -395,6 +526,8 @@ def _astrea(prep: dict[str, Any], seed: int, method: str, args: argparse.Namespa
 
 def run_method(method: str, prep: dict[str, Any], seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Train and evaluate one method for one seed; returns ``{row name: {metric: value}}``."""
+    if method == "expert-matrix":
+        return _expert_matrix(prep, seed, args)
     if method == "single-experts":
         return _single_experts(prep, seed, args)
     if method.startswith("mova"):
@@ -435,19 +568,32 @@ def _summarise(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
     return records
 
 
+#: Columns of the printed tables: question answering, describing (captions, retrieval), the expert matrix.
+_TABLES = (
+    ("acc", *(f"acc_{t}" for t in TEMPLATES)),
+    ("caption_token_acc", "caption_exact", "caption_bleu", "i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5"),
+    ("cls_acc", "seg_miou", "det_map_50", "det_map", "det_hit_rate", "cap_token_acc", "cap_bleu"),
+)
+
+
 def _markdown(records: list[dict[str, Any]]) -> str:
-    cols = ["acc", *(f"acc_{t}" for t in TEMPLATES)]
-    table = {(r["dataset"], r["method"]): {} for r in records}
+    table: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for r in records:
-        table[(r["dataset"], r["method"])][r["metric"]] = r
-    lines = ["| dataset | method | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
-    for (dataset, method), metrics in table.items():
-        cells = []
-        for c in cols:
-            r = metrics.get(c)
-            cells.append("" if r is None else f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}")
-        lines.append(f"| {dataset} | {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        table.setdefault((r["dataset"], r["method"]), {})[r["metric"]] = r
+    out = []
+    for cols in _TABLES:
+        rows = [(key, metrics) for key, metrics in table.items() if cols[0] in metrics]
+        if not rows:
+            continue
+        lines = ["| dataset | method | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
+        for (dataset, method), metrics in rows:
+            cells = []
+            for c in cols:
+                r = metrics.get(c)
+                cells.append("" if r is None else f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}")
+            lines.append(f"| {dataset} | {method} | " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -470,7 +616,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-items", type=int, default=3)
     p.add_argument("--grid", type=int, default=4, help="base grid side the fusion works on")
     p.add_argument("--expert-steps", type=int, default=300)
-    p.add_argument("--probe-steps", type=int, default=300, help="steps of each annotation probe")
+    p.add_argument("--matrix-steps", type=int, default=300, help="steps of each expert-matrix probe head")
+    p.add_argument(
+        "--probe-steps",
+        type=int,
+        default=0,
+        help="steps of each annotation probe (0 = --adapter-steps: under-trained probes see no gain from any\n"
+        "expert on the harder templates, so the router learns to route them nowhere)",
+    )
     p.add_argument("--router-steps", type=int, default=300)
     p.add_argument("--adapter-steps", type=int, default=800, help="fusion steps (also the single-expert probes)")
     p.add_argument("--prealign-steps", type=int, default=100, help="Astrea pre-alignment steps per expert")
@@ -481,6 +634,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--delta", type=float, default=0.05, help="annotation margin on the loss gain")
     p.add_argument("--k-max", type=int, default=2)
+    p.add_argument(
+        "--no-describe",
+        dest="describe",
+        action="store_false",
+        help="skip captioning and retrieval (Astrea's describe branch and the single experts' describe probes)",
+    )
     p.add_argument("--threads", type=int, default=1)
     return p
 

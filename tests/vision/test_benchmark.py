@@ -23,6 +23,8 @@ TINY = [
     "2",
     "--prealign-steps",
     "1",
+    "--matrix-steps",
+    "2",
     "--batch-size",
     "16",
 ]
@@ -37,6 +39,7 @@ def test_records_follow_the_contract_and_resume(tmp_path, monkeypatch, capsys):
         "--cache-dir",
         str(tmp_path / "cache"),
         "--methods",
+        "expert-matrix",
         "single-experts",
         "mova",
         "astrea-no-moco",
@@ -49,8 +52,20 @@ def test_records_follow_the_contract_and_resume(tmp_path, monkeypatch, capsys):
     acc = {r["method"]: r["mean"] for r in records if r["metric"] == "acc"}
     singles = [v for k, v in acc.items() if k.startswith("expert:")]
     assert acc["best-single-expert"] == max(singles)
+    # Captioning and retrieval: Astrea's describe branch and a describe probe per single expert.
+    describe = {"caption_token_acc", "caption_bleu", "i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5"}
+    for method in ("astrea-no-moco", "expert:captioning", "best-single-expert"):
+        assert describe <= {r["metric"] for r in records if r["method"] == method}
+    assert all(0.0 <= r["mean"] <= 1.0 for r in records if r["metric"] in describe)
+    # The expert matrix: every source on every own task, plus the best per column.
+    matrix = {"cls_acc", "seg_miou", "det_map_50", "det_map", "cap_token_acc", "cap_bleu"}
+    for source in ("base", "classification", "captioning", "detection", "segmentation"):
+        assert matrix <= {r["metric"] for r in records if r["method"] == f"matrix:{source}"}
+    best = {r["metric"]: r["mean"] for r in records if r["method"] == "best-matrix"}
+    assert best["det_map_50"] == max(r["mean"] for r in records if r["metric"] == "det_map_50")
     assert json.loads(out.read_text()) == records
-    assert "| synthetic | mova |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| synthetic | mova |" in printed and "| synthetic | matrix:detection |" in printed
     # A second call finds every run done and trains nothing.
     monkeypatch.setattr(benchmark, "run_method", lambda *a, **k: pytest.fail("recomputed a finished run"))
     monkeypatch.setattr(benchmark, "prepare", lambda *a, **k: pytest.fail("prepared again"))
