@@ -9,24 +9,38 @@ Pipeline (spec VIS-0..2), per dataset:
    detection (``test_efficientnet``, CenterNet) and segmentation (``test_convnext``), each trained for its own
    task with :class:`~domain_moe.vision.tasks.ExpertPretrainTask`, then frozen. Their own-task test metrics are
    recorded (``own_metric``).
-2. **Feature cache**: base tokens and every expert's map aligned to the ``--grid`` base grid, for all canvases.
-   ``--question-train`` adds fresh training canvases (same training items, new layouts) for the question
-   stages: at 2000 canvases the fusion models overfit (train accuracy far above the probes', test below).
+2. **Feature cache**: base tokens and every expert's map aligned to the ``--grid`` base grid, for all canvases,
+   written next to the experts (extracted once). ``--question-train`` adds fresh training canvases (same
+   training items, new layouts) for the question stages: at 2000 canvases the fusion models overfit (train
+   accuracy far above the probes', test below).
 3. Per seed and method, on the cache (same canvases and test set for every method):
 
+   * ``expert-matrix``: every source (``matrix:base``, ``matrix:<role>``) on every own task, a probe head on
+     its frozen native map (:func:`~domain_moe.vision.matrix.expert_matrix`: single-item classification
+     accuracy, segmentation mIoU, box mAP@0.5 / mAP@[.5:.95] / hit rate, caption token accuracy and BLEU),
+     plus ``best-matrix`` (the best per column);
    * ``single-experts``: one question-answering probe per source (``expert:base`` and ``expert:<role>``),
-     plus ``best-single-expert`` (per metric, the best of those rows);
+     plus ``best-single-expert`` (per metric, the best of those rows); with describing on (default), also a
+     caption + retrieval probe per source (the heads of Astrea's describe branch on that source alone);
    * ``mova``: cross-fitted probe losses -> routing annotations (MoVA's loss-driven rule) -> router (BCE) ->
-     adapter on annotation routes -> adapter on the router's routes; evaluated with the router;
+     adapter on annotation routes -> adapter on the router's routes; evaluated with the router. The
+     annotation probes train as long as the fusion (``--probe-steps 0``): shorter probes see no gain from any
+     expert on the class-level templates and the router learns to send them to no expert;
    * ``mova-random-router``: the same, with random routes of the router's per-sample K;
    * ``mova-all-experts``: every expert routed, dynamic gate (optional);
    * ``astrea`` and ``astrea-no-prealign``, ``astrea-no-stochastic-residual``, ``astrea-no-moco``,
-     ``astrea-no-allocator``.
+     ``astrea-no-allocator``; with describing on, Astrea also trains caption decoding and image <-> caption
+     retrieval from its fused tokens (:class:`~domain_moe.vision.models.Describer`), and
+     ``astrea-no-describe`` trains it on the questions alone (the caption targets are extra supervision the
+     question probes do not get).
 
 Every probe and every fusion stage uses AdamW at ``--lr`` with the same half-cosine decay and batch size, and
 the fusion models get as many answer-loss steps (``--adapter-steps``) as a single-expert probe.
 
-Metrics: ``acc`` (mean question accuracy over templates), ``acc_<template>``; MoVA also ``mean_k``,
+Metrics: ``acc`` (mean question accuracy over templates), ``acc_<template>``; describing rows
+``caption_token_acc``, ``caption_exact``, ``caption_bleu`` (BLEU-2: captions hold at most three class words),
+``i2t_r1/5`` (image -> caption recall@k over the test split's distinct captions) and ``t2i_r1/5`` (caption ->
+image, over its canvases; canvases with the same class multiset count as hits); MoVA also ``mean_k``,
 ``router_f1`` and ``route:<template>:<role>`` (share of test questions of a template routed to an expert);
 Astrea also ``drop:<role>`` (accuracy with that expert removed at test time) and ``weight:<role>`` (mean
 allocator weight). Records follow ``DESIGN.md``; finished (dataset, method, seed) runs are kept in
@@ -75,7 +89,7 @@ from domain_moe.vision.zoo import BASE_SPEC, EXPERT_SPECS
 __all__ = ["METHODS", "main", "prepare", "run_method"]
 
 ROLES = tuple(EXPERT_SPECS)
-ASTREA_ABLATIONS = ("prealign", "stochastic-residual", "moco", "allocator")
+ASTREA_ABLATIONS = ("prealign", "stochastic-residual", "moco", "allocator", "describe")
 METHODS = (
     "expert-matrix",
     "single-experts",
@@ -318,10 +332,16 @@ def _describe_metrics(describe: Any, tensors: dict[str, Tensor], batch_size: int
     image, text = torch.cat(images), torch.cat(captions)
     presence = tensors["presence"]
     positives = (presence.unsqueeze(1) == presence.unsqueeze(0)).all(-1)
+    # Image -> caption ranks the distinct captions (class multisets): with duplicates in the key set, the top k
+    # would fill with copies of one wrong caption and recall@5 would say little more than recall@1.
+    _, inverse = torch.unique(presence, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), n, dtype=torch.long).scatter_reduce(
+        0, inverse, torch.arange(n), "amin"
+    )
     res = {"caption_token_acc": float(cap["token_acc"]), "caption_exact": float(cap["exact"])}
     res["caption_bleu"] = float(cap["bleu"])
     for k in (1, 5):
-        res[f"i2t_r{k}"] = float(retrieval_recall_at_k(image, text, positives, k))
+        res[f"i2t_r{k}"] = float(retrieval_recall_at_k(image, text[first], positives[:, first], k))
         res[f"t2i_r{k}"] = float(retrieval_recall_at_k(text, image, positives, k))
     return res
 
@@ -423,7 +443,10 @@ def _single_experts(prep: dict[str, Any], seed: int, args: argparse.Namespace) -
 
 def _mova(prep: dict[str, Any], seed: int, method: str, args: argparse.Namespace) -> dict[str, float]:
     cache = prep["cache"]
-    labels = _annotations(cache, seed, args)
+    # The annotations depend only on the seed: MoVA and its baselines of one seed share them.
+    labels = prep.setdefault("annotations", {}).get(seed)
+    if labels is None:
+        labels = prep["annotations"][seed] = _annotations(cache, seed, args)
     L.seed_everything(seed, verbose=False)
     router = ContextRouter(
         prep["d_base"], args.grid, len(TEMPLATES), 10, len(ROLES), top_k=args.k_max, threshold=0.5, pool_grid=2
@@ -479,6 +502,7 @@ def _mova(prep: dict[str, Any], seed: int, method: str, args: argparse.Namespace
 def _astrea(prep: dict[str, Any], seed: int, method: str, args: argparse.Namespace) -> dict[str, float]:
     cache = prep["cache"]
     off = method.removeprefix("astrea-no-") if method != "astrea" else ""
+    describe = args.describe and off != "describe"
     L.seed_everything(seed, verbose=False)
     model = Astrea(
         prep["d_base"],
@@ -491,7 +515,7 @@ def _astrea(prep: dict[str, Any], seed: int, method: str, args: argparse.Namespa
         queue_size=1024,
         moco_momentum=0.99,
         seed=seed,
-        describer=_describer(prep["d_base"]) if args.describe else None,
+        describer=_describer(prep["d_base"]) if describe else None,
     )
     tmp = str(Path(args.cache_dir) / "lightning")
     train = cache["train"]
@@ -509,7 +533,7 @@ def _astrea(prep: dict[str, Any], seed: int, method: str, args: argparse.Namespa
         return logits
 
     res = _accuracy(predict, cache["test"])
-    if args.describe:
+    if describe:
 
         def describe(batch: dict[str, Tensor]) -> dict[str, Tensor]:
             out = model.describe(batch, batch["caption"].shape[1])

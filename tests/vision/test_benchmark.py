@@ -75,3 +75,31 @@ def test_records_follow_the_contract_and_resume(tmp_path, monkeypatch, capsys):
 def test_unknown_method(tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         benchmark.main([*TINY, "--out", str(tmp_path / "r.json"), "--methods", "mova-xl"])
+
+
+def test_describe_metrics_of_a_perfect_and_a_blind_describer():
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    classes = torch.randint(0, 4, (40, 2), generator=gen)
+    presence = torch.zeros(40, 4).scatter_add_(1, classes, torch.ones(40, 2))
+    caption = torch.cat([torch.ones(40, 1, dtype=torch.long), classes.sort(1).values + 3, torch.full((40, 1), 2)], 1)
+    tensors = {"presence": presence, "caption": caption}
+
+    def perfect(batch):
+        emb = batch["presence"] + 0.1  # equal for equal class multisets, distinct otherwise
+        return {"caption": batch["caption"], "image_embedding": emb, "caption_embedding": emb}
+
+    res = benchmark._describe_metrics(perfect, tensors, batch_size=16)
+    assert res["caption_token_acc"] == res["caption_exact"] == 1.0
+    assert res["i2t_r1"] == res["t2i_r1"] == 1.0
+
+    def blind(batch):
+        b = batch["caption"].shape[0]
+        emb = torch.ones(b, 4)
+        return {"caption": torch.ones_like(batch["caption"]), "image_embedding": emb, "caption_embedding": emb}
+
+    res = benchmark._describe_metrics(blind, tensors, batch_size=16)
+    assert res["caption_token_acc"] == 0.0
+    # Ties rank the first distinct caption first: image -> caption recall@1 is the share of that caption.
+    assert res["i2t_r1"] < 0.5
