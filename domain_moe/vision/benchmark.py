@@ -225,7 +225,9 @@ def prepare(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         cache = torch.load(feature_path)
     else:
         cache = {split: _features(parts, experts, args.grid) for split, parts in splits.items()}
-        torch.save(cache, feature_path)
+        partial = feature_path.with_suffix(".partial")
+        torch.save(cache, partial)
+        partial.replace(feature_path)  # atomic: a parallel run never reads a half-written cache
     channels = [experts[r].channels for r in ROLES]
     return {
         "cache": cache,

@@ -324,7 +324,10 @@ class AstreaTask(_QuestionTask):
     gradient, so their projectors stay put). In the fusion stage the loss is the answer cross-entropy plus the
     model's auxiliary losses (allocator balance, MoCo); after every optimizer step the EMA encoder moves and
     the stochastic-residual schedule advances with ``global_step / max_steps``. Logs ``<stage>/loss``,
-    ``<stage>/acc``, ``<stage>/acc_<template>``, ``train/moco_acc``, ``train/balance``.
+    ``<stage>/acc``, ``<stage>/acc_<template>``, ``train/moco_acc``, ``train/balance``. With a describer
+    (batches carrying ``caption``) the caption and retrieval losses join the fusion loss (``train/caption``,
+    ``train/retrieval``) and validation / test also log greedy-caption ``<stage>/caption_token_acc``,
+    ``<stage>/caption_exact`` and ``<stage>/caption_bleu``.
 
     Args:
         model: an :class:`Astrea`.
@@ -368,6 +371,7 @@ class AstreaTask(_QuestionTask):
         self.steps_per_expert = steps_per_expert
         self.prealign_temperature = prealign_temperature
         self.acc = nn.ModuleDict({f"m_{s}": QuestionAccuracy(len(TEMPLATES)) for s in ("train", "val", "test")})
+        self.captions = nn.ModuleDict({f"m_{s}": CaptionScores() for s in ("val", "test")})
 
     def current_expert(self) -> tuple[int, list[int]]:
         """The expert being aligned at this step and those already aligned."""
@@ -389,6 +393,9 @@ class AstreaTask(_QuestionTask):
             for key, value in model.last_aux.items():
                 self.log(f"train/{key}", value.detach(), batch_size=len(logits))
             loss = loss + model.aux_loss()
+        if stage != "train" and model.describer is not None and "caption" in batch:
+            caption = batch["caption"]
+            self.captions[f"m_{stage}"].update(model.describe(batch, caption.shape[1])["caption"], caption)
         return loss, {"logits": logits}
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -404,3 +411,8 @@ class AstreaTask(_QuestionTask):
         if self.stage == "prealign":
             return
         self._log_accuracy(stage)
+        metric = self.captions[f"m_{stage}"] if stage != "train" else None
+        if metric is not None and metric.update_called:
+            for key, value in metric.compute().items():
+                self.log(f"{stage}/caption_{key}", value)
+            metric.reset()

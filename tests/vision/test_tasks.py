@@ -158,3 +158,25 @@ def test_astrea_prealign_progression_and_fusion_step(tmp_path, data):
     assert int(model.momentum.filled) == 8
     with pytest.raises(ValueError, match="prealign_order"):
         AstreaTask(model, prealign_order=[0, 0])
+
+
+def test_astrea_fusion_with_a_describer_trains_and_logs_captions(tmp_path, data):
+    from domain_moe.vision.canvas import caption_vocab_size
+    from domain_moe.vision.models import Describer
+
+    torch.manual_seed(0)
+    head = QuestionHead(16, 6, 10, AnswerSpace(10, 3).mask(), d_context=8, num_heads=2)
+    describer = Describer(16, caption_vocab_size(10), d_hidden=16, d_embed=8)
+    model = Astrea(16, [8, 12], head, num_classes=10, num_heads=2, queue_size=8, describer=describer)
+    batch = _astrea_batch(data)
+    loader = torch.utils.data.DataLoader(TensorDictDataset(batch), batch_size=8, collate_fn=lambda b: b)
+    task = AstreaTask(model, stage="fusion")
+    before = describer.decoder.out.weight.clone()
+    trainer = _trainer(tmp_path, steps=2)
+    trainer.fit(task, train_dataloaders=loader)
+    assert not torch.equal(before, describer.decoder.out.weight)
+    assert {"train/caption", "train/retrieval"} <= set(trainer.logged_metrics)
+    trainer.test(task, dataloaders=loader, verbose=False)
+    logged = trainer.logged_metrics
+    assert {"test/caption_token_acc", "test/caption_exact", "test/caption_bleu", "test/acc"} <= set(logged)
+    assert 0.0 <= float(logged["test/caption_token_acc"]) <= 1.0
