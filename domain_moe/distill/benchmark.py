@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import platform
 import re
 import time
@@ -50,6 +49,7 @@ from domain_moe.distill.data import VerticalDataModule, _as_batch, _Tensors
 from domain_moe.distill.models import ConcentrationStudent, ConvNet, TeacherEnsemble, TimmNet, head_weight_count
 from domain_moe.distill.tasks import ConcentrationTask, SpecialistTask
 from domain_moe.training.task import MoETask
+from domain_moe.utils.records import RunLog, lower_is_better, summarise
 
 __all__ = ["METHODS", "main", "matched_fc_width", "parse_verticals", "run_one", "teacher_epochs"]
 
@@ -326,32 +326,8 @@ def run_one(dataset: str, method: str, seed: int, args: argparse.Namespace, cach
     return metrics
 
 
-def _summarise(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
-    cells: dict[tuple[str, str, str], list[float]] = {}
-    seconds: dict[tuple[str, str], float] = {}
-    for run in runs:
-        for metric, value in run["metrics"].items():
-            cells.setdefault((run["dataset"], run["method"], metric), []).append(value)
-        seconds[(run["dataset"], run["method"])] = seconds.get((run["dataset"], run["method"]), 0.0) + run["seconds"]
-    records = []
-    for (dataset, method, metric), values in cells.items():
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1))
-        records.append(
-            {
-                "dataset": dataset,
-                "method": method,
-                "metric": metric,
-                "mean": mean,
-                "std": std,
-                "n": len(values),
-                "values": values,
-                "higher_is_better": metric not in ("params", "head_weights", "seconds"),
-                "device": device,
-                "seconds": seconds[(dataset, method)],
-            }
-        )
-    return records
+# Sizes and wall time: smaller is better; every other metric is an accuracy.
+_LOWER_IS_BETTER = ("params", "head_weights", "seconds")
 
 
 def markdown(records: list[dict[str, Any]], methods: Sequence[str]) -> str:
@@ -443,9 +419,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     out.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    runs_path = out.with_name(out.name + ".runs.jsonl")
-    runs = [json.loads(line) for line in runs_path.read_text().splitlines()] if runs_path.exists() else []
-    done = {(r["dataset"], r["method"], r["seed"]) for r in runs}
+    run_log = RunLog.beside(out)
+    runs = run_log.load()
+    done = run_log.done("dataset", "method", "seed")
     device = f"cpu ({platform.processor() or platform.machine()}), {args.threads} thread(s)"
     cache: dict[Any, Any] = {}
     todo = [
@@ -470,9 +446,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             flush=True,
         )
         runs.append(run)
-        with runs_path.open("a") as fh:
-            fh.write(json.dumps(run) + "\n")
-    records = _summarise([r for r in runs if r["dataset"] in args.dataset and r["method"] in args.methods], device)
+        run_log.append(run)
+    keep = [r for r in runs if r["dataset"] in args.dataset and r["method"] in args.methods]
+    records = summarise(keep, device, lower_is_better(_LOWER_IS_BETTER))
     out.write_text(json.dumps(records, indent=1))
     print(markdown(records, args.methods))
     return records

@@ -32,7 +32,6 @@ import argparse
 import copy
 import json
 import logging
-import math
 import platform
 import statistics
 import tempfile
@@ -57,6 +56,7 @@ from domain_moe.graph.data import (
 )
 from domain_moe.graph.models import GNN, Mowst, MowstOutput, NodeMLP
 from domain_moe.graph.tasks import MowstStarTask, MowstTask, NodeClassificationTask, node_metric
+from domain_moe.utils.records import RunLog, lower_is_better, summarise
 
 __all__ = [
     "METHODS",
@@ -350,51 +350,27 @@ def run_one(dataset: str, method: str, split: int, args: argparse.Namespace) -> 
     return metrics
 
 
-# Metrics where smaller is better; every other metric of the graph benchmarks is a score.
+# Metrics where smaller is better; every other metric of the graph benchmarks (but ``*_ms`` timings) is a score.
 LOWER_IS_BETTER = frozenset(
     {"epoch_seconds", "epochs", "step_ratio", "trainable_params", "adapt_seconds", "prompt_cos"}
 )
 
 
-def record_run(run: dict[str, Any], runs: list[dict[str, Any]], runs_path: Path) -> None:
-    """Print a finished run, keep it, and append it to ``<out>.runs.jsonl`` so an interrupted benchmark resumes."""
+def record_run(run: dict[str, Any], runs: list[dict[str, Any]], run_log: RunLog) -> None:
+    """Print a finished run, keep it, and append it to the run log so an interrupted benchmark resumes."""
     print(json.dumps(run), flush=True)
     runs.append(run)
-    with runs_path.open("a") as fh:
-        fh.write(json.dumps(run) + "\n")
+    run_log.append(run)
 
 
 def summarise_runs(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
     """Aggregate run records (``dataset, method, metrics, seconds``) into the DESIGN.md benchmark records.
 
-    One record per (dataset, method, metric): mean, sample std, the values, ``higher_is_better`` (false for
-    :data:`LOWER_IS_BETTER` and ``*_ms`` timings), the device and the summed seconds. Shared by the Mowst
-    benchmark and the few-shot benchmark.
+    One record per (dataset, method, metric) (:func:`~domain_moe.utils.records.summarise`), false
+    ``higher_is_better`` for :data:`LOWER_IS_BETTER` and ``*_ms`` timings, seconds summed over the runs that
+    have the metric. Shared by the Mowst benchmark and the few-shot benchmark.
     """
-    cells: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
-    for run in runs:
-        for metric, value in run["metrics"].items():
-            cells.setdefault((run["dataset"], run["method"], metric), []).append((value, run["seconds"]))
-    records = []
-    for (dataset, method, metric), pairs in cells.items():
-        values = [v for v, _ in pairs]
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1))
-        records.append(
-            {
-                "dataset": dataset,
-                "method": method,
-                "metric": metric,
-                "mean": mean,
-                "std": std,
-                "n": len(values),
-                "values": values,
-                "higher_is_better": metric not in LOWER_IS_BETTER and not metric.endswith("_ms"),
-                "device": device,
-                "seconds": sum(s for _, s in pairs),
-            }
-        )
-    return records
+    return summarise(runs, device, lower_is_better(LOWER_IS_BETTER, suffixes=("_ms",)), seconds="cell")
 
 
 def _markdown(records: list[dict[str, Any]], methods: Sequence[str]) -> str:
@@ -473,9 +449,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     out.parent.mkdir(parents=True, exist_ok=True)
     # Lightning's per-run banners (GPU available, checkpoint restored...) would drown the progress lines.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    runs_path = out.with_name(out.name + ".runs.jsonl")
-    runs = [json.loads(line) for line in runs_path.read_text().splitlines()] if runs_path.exists() else []
-    done = {(r["dataset"], r["method"], r["split"]) for r in runs}
+    run_log = RunLog.beside(out)
+    runs = run_log.load()
+    done = run_log.done("dataset", "method", "split")
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"cpu ({platform.processor() or 'cpu'})"
     if args.timing:
         for dataset in datasets:
@@ -483,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 continue
             for method, metrics in interleaved_step_times(dataset, methods, args).items():
                 run = {"dataset": dataset, "method": method, "split": "timing", "metrics": metrics, "seconds": 0.0}
-                record_run(run, runs, runs_path)
+                record_run(run, runs, run_log)
         datasets = []
     for dataset in datasets:
         for method in methods:
@@ -499,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                     "metrics": metrics,
                     "seconds": time.perf_counter() - start,
                 }
-                record_run(run, runs, runs_path)
+                record_run(run, runs, run_log)
     records = summarise_runs(runs, device)
     out.write_text(json.dumps(records, indent=1))
     print(_markdown(records, methods))

@@ -45,6 +45,7 @@ from domain_moe.graph.gmope_tasks import GMoPEPretrainTask, load_backbone, load_
 from domain_moe.graph.models.gmope import GMoPE
 from domain_moe.graph.models.gnn import GNN
 from domain_moe.graph.pretraining import EgoNetPretrainDataModule, load_graph
+from domain_moe.utils.records import RunLog
 
 __all__ = ["METHODS", "FewShotDataModule", "few_shot_split", "main", "pretrain"]
 
@@ -350,9 +351,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     out.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    runs_path = out.with_name(out.name + ".runs.jsonl")
-    runs = [json.loads(line) for line in runs_path.read_text().splitlines()] if runs_path.exists() else []
-    done = {(r["dataset"], r["method"], r["seed"]) for r in runs}
+    run_log = RunLog.beside(out)
+    runs = run_log.load()
+    done = run_log.done("dataset", "method", "seed")
     device_name = _device(args.accelerator)
     device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
     ckpt_dir = out.parent / "fewshot_ckpt"
@@ -409,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 "metrics": metrics,
                 "seconds": time.perf_counter() - start,
             }
-            record_run(run, runs, runs_path)
+            record_run(run, runs, run_log)
     records = summarise_runs(runs, device_name)
     out.write_text(json.dumps(records, indent=1))
     print(markdown(records, methods))

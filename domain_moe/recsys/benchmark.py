@@ -45,6 +45,7 @@ from domain_moe.recsys.diagnostics import ExpertHealth
 from domain_moe.recsys.metrics import auc, gauc
 from domain_moe.recsys.models import CGC, PLE, HoME, MMoE, OMoE, SharedBottom
 from domain_moe.recsys.tasks import multitask_loss
+from domain_moe.utils.records import RunLog, lower_is_better, record
 
 __all__ = ["MODELS", "build_model", "main", "parse_dataset", "run_one"]
 
@@ -224,10 +225,17 @@ def device_string() -> str:
     return f"cpu: {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} thread), torch {torch.__version__}"
 
 
-def _higher_is_better(metric: str) -> bool:
-    return not (metric.endswith("mse") or metric.endswith("mse_mean") or metric in (
-        "diag_collapsed_experts", "diag_max_zero_rate", "diag_std_ratio", "diag_max_shared_share",
-        "diag_max_global_share"))
+# Errors and expert-health alarms: smaller is better; every other metric (AUC, GAUC, own mass) is a score.
+_higher_is_better = lower_is_better(
+    {
+        "diag_collapsed_experts",
+        "diag_max_zero_rate",
+        "diag_std_ratio",
+        "diag_max_shared_share",
+        "diag_max_global_share",
+    },
+    suffixes=("mse", "mse_mean"),
+)
 
 
 def aggregate(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
@@ -254,19 +262,13 @@ def aggregate(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
             else:
                 rows.append((dataset, key, values))
         rows += [(dataset, metric, values) for metric, values in per_seed_avg.items()]
-        seconds = sum(r["seconds"] for r in rs)
-        for ds, metric, values in rows:
-            finite = [v for v in values if v == v]
-            n = len(finite)
-            mean = sum(finite) / n if n else math.nan
-            std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 else 0.0
-            # NaN (a task without both classes in a tiny split) is written as null: JSON has no NaN.
-            records.append({
-                "dataset": ds, "method": method, "metric": metric, "mean": mean if n else None, "std": std, "n": n,
-                "values": [v if v == v else None for v in values], "higher_is_better": _higher_is_better(metric),
-                "device": device,
-                "seconds": round(seconds, 2),
-            })
+        seconds = round(sum(r["seconds"] for r in rs), 2)
+        # NaN (a task without both classes in a tiny split) is written as null: JSON has no NaN.
+        records += [
+            record(ds, method, metric, values, higher_is_better=_higher_is_better(metric), device=device,
+                   seconds=seconds, nan="null")
+            for ds, metric, values in rows
+        ]
     return records
 
 
@@ -327,11 +329,9 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] | None = 
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {MODELS}")
     specs = [(spec, *parse_dataset(spec)) for spec in args.datasets]
-    runs_path = args.out.with_name(args.out.name + ".runs.jsonl")
-    runs: list[dict[str, Any]] = []
-    if runs_path.exists():
-        runs = [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
-    done = {(r["dataset"], r["method"], r["seed"]) for r in runs}
+    run_log = RunLog.beside(args.out)
+    runs = run_log.load()
+    done = run_log.done("dataset", "method", "seed")
     device = device_string()
     total = len(specs) * len(methods) * args.seeds
     count = 0
@@ -346,8 +346,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] | None = 
                 seconds = time.perf_counter() - start
                 run = {"dataset": spec, "method": method, "seed": seed, "metrics": metrics, "seconds": seconds}
                 runs.append(run)
-                with runs_path.open("a") as fh:
-                    fh.write(json.dumps(run) + "\n")
+                run_log.append(run)
                 main_metric = {k: round(v, 4) for k, v in metrics.items() if k.endswith(("/auc", "/mse"))}
                 log(f"[{count}/{total}] {spec} {method} seed={seed} {seconds:.1f}s {main_metric}")
     wanted = {(s, m) for s, _, _ in specs for m in methods}

@@ -42,6 +42,7 @@ from domain_moe.rl.histories import generate_histories
 from domain_moe.rl.models import ADTransformer
 from domain_moe.rl.tasks import action_loss
 from domain_moe.rl.tasksets import draw_eval_tasks, split_tasks
+from domain_moe.utils.records import RunLog, lower_is_better, summarise
 
 __all__ = ["ENVS", "VARIANTS", "build_model", "main", "parse_eval_tasks", "run_one"]
 
@@ -83,8 +84,6 @@ ENVS: dict[str, dict[str, Any]] = {
         "eval_episodes": 8,
     },
 }
-
-_HIGHER_IS_BETTER = {"token_entropy_ratio": True, "task_nmi": True, "contrastive_acc": True}
 
 
 def parse_eval_tasks(spec: str) -> tuple[int, int]:
@@ -238,28 +237,17 @@ def device_string() -> str:
 
 
 def aggregate(runs: list[dict[str, Any]], dataset: str, device: str) -> list[dict[str, Any]]:
-    """One record per (method, metric) over seeds."""
-    records = []
-    for method in dict.fromkeys(r["method"] for r in runs):
-        mine = [r for r in runs if r["method"] == method]
-        metrics = [k for k in mine[0]["metrics"] if k != "seconds"]
-        for metric in metrics:
-            values = [float(r["metrics"][metric]) for r in mine if metric in r["metrics"]]
-            records.append(
-                {
-                    "dataset": dataset,
-                    "method": method,
-                    "metric": metric,
-                    "mean": float(np.mean(values)),
-                    "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                    "n": len(values),
-                    "values": values,
-                    "higher_is_better": _HIGHER_IS_BETTER.get(metric, not metric.endswith("loss")),
-                    "device": device,
-                    "seconds": float(sum(r["metrics"].get("seconds", 0.0) for r in mine)),
-                }
-            )
-    return records
+    """One record per (method, metric) over seeds: the metrics of a method's first run, seconds summed."""
+    first: dict[str, list[str]] = {}
+    shaped = []
+    for r in runs:
+        # Runs carry no dataset and keep their wall time among the metrics (``seconds``).
+        metrics = first.setdefault(r["method"], [k for k in r["metrics"] if k != "seconds"])
+        values = {k: float(r["metrics"][k]) for k in metrics if k in r["metrics"]}
+        shaped.append(
+            {"dataset": dataset, "method": r["method"], "metrics": values, "seconds": r["metrics"].get("seconds", 0.0)}
+        )
+    return summarise(shaped, device, lower_is_better(suffixes=("loss",)))
 
 
 def markdown(records: list[dict[str, Any]]) -> str:
@@ -314,11 +302,9 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
     eval_n, eval_seed = parse_eval_tasks(args.eval_tasks)
-    runs_path = args.out.with_name(args.out.name + ".runs.jsonl")
-    runs = (
-        [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()] if runs_path.exists() else []
-    )
-    done = {(r["method"], r["seed"]) for r in runs}
+    run_log = RunLog.beside(args.out)
+    runs = run_log.load()
+    done = run_log.done("method", "seed")
     jobs = [("source", s) for s in range(args.seeds)] + [(v, s) for v in variants for s in range(args.seeds)]
     for i, (method, seed) in enumerate(jobs):
         if (method, seed) in done:
@@ -338,8 +324,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
             )
         run = {"method": method, "seed": seed, "metrics": metrics}
         runs.append(run)
-        with runs_path.open("a") as fh:
-            fh.write(json.dumps(run) + "\n")
+        run_log.append(run)
         log(
             f"[{i + 1}/{len(jobs)}] {method} seed={seed}: first={metrics['first_return']:.2f} "
             f"final={metrics['final_return']:.2f} ({metrics['seconds']:.0f}s)"

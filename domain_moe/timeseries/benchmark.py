@@ -40,6 +40,7 @@ import torch
 
 from domain_moe.timeseries.data import Panel, load_dataset, load_ett
 from domain_moe.timeseries.metrics import evaluate_forecasts
+from domain_moe.utils.records import record
 
 __all__ = ["METHODS", "EvalSetup", "main", "make_method", "markdown_table", "prepare", "run_benchmark"]
 
@@ -245,25 +246,20 @@ def _records(setup: EvalSetup, method: str, runs: list[dict[str, Any]]) -> list[
     per_run = [_scores(setup, r["forecasts"]) for r in runs]
     seconds = float(np.mean([r["seconds"] for r in runs]))
     device = runs[0]["meta"].get("device") or _device()  # where the cell ran, not where it was read back
+    cell = {"dataset": setup.name, "method": method, "device": device, "seconds": seconds}
     out = []
     metrics = list(setup.metrics) + (["mase_median"] if "mase" in setup.metrics else [])
     for metric in metrics:
         values = [
             float(np.median(s["mase"])) if metric == "mase_median" else float(np.mean(s[metric])) for s in per_run
         ]
-        out.append({
-            "dataset": setup.name, "method": method, "metric": metric, "mean": float(np.mean(values)),
-            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "n": len(values), "values": values,
-            "higher_is_better": False, "device": device, "seconds": seconds,
-        })
+        out.append(record(metric=metric, values=values, higher_is_better=False, **cell))
     usage = [r["meta"].get("gate_usage") for r in runs if r["meta"].get("gate_usage")]
     if usage:
         # The health check of the spec: the least-used expert's mean gate weight, per seed.
         mins = [float(min(u)) for u in usage]
         out.append({
-            "dataset": setup.name, "method": method, "metric": "min_gate_usage", "mean": float(np.mean(mins)),
-            "std": float(np.std(mins, ddof=1)) if len(mins) > 1 else 0.0, "n": len(mins), "values": mins,
-            "higher_is_better": True, "device": device, "seconds": seconds,
+            **record(metric="min_gate_usage", values=mins, higher_is_better=True, **cell),
             "per_expert": [float(u) for u in np.mean(usage, axis=0)],
         })
     return out
