@@ -55,7 +55,6 @@ import json
 import logging
 import math
 import platform
-import statistics
 import time
 import warnings
 from collections.abc import Sequence
@@ -67,6 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from domain_moe.utils.records import RunLog, summarise
 from domain_moe.vision.annotations import routing_targets
 from domain_moe.vision.canvas import TEMPLATES, caption_vocab_size, make_canvases
 from domain_moe.vision.data import CanvasDataModule, FashionMNISTDataModule, TensorDictDataset, load_items
@@ -564,36 +564,6 @@ def run_method(method: str, prep: dict[str, Any], seed: int, args: argparse.Name
 
 
 # -- records ----------------------------------------------------------------------------------------------------
-def _summarise(runs: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
-    grouped: dict[tuple[str, str, str], list[float]] = {}
-    seconds: dict[tuple[str, str], float] = {}
-    for run in runs:
-        for row, metrics in run["rows"].items():
-            for metric, value in metrics.items():
-                grouped.setdefault((run["dataset"], row, metric), []).append(value)
-            seconds[(run["dataset"], row)] = seconds.get((run["dataset"], row), 0.0) + run["seconds"]
-    records = []
-    for (dataset, row, metric), values in grouped.items():
-        finite = [v for v in values if not math.isnan(v)]
-        mean = statistics.fmean(finite) if finite else float("nan")
-        std = statistics.stdev(finite) if len(finite) > 1 else 0.0
-        records.append(
-            {
-                "dataset": dataset,
-                "method": row,
-                "metric": metric,
-                "mean": mean,
-                "std": std,
-                "n": len(values),
-                "values": values,
-                "higher_is_better": True,
-                "device": device,
-                "seconds": seconds[(dataset, row)],
-            }
-        )
-    return records
-
-
 #: Columns of the printed tables: question answering, describing (captions, retrieval), the expert matrix.
 _TABLES = (
     ("acc", *(f"acc_{t}" for t in TEMPLATES)),
@@ -685,9 +655,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     warnings.filterwarnings("ignore", ".*modules? in eval mode.*")
     device = _device_string()
     out = Path(args.out)
-    runs_path = out.with_suffix(out.suffix + ".runs.jsonl")
-    runs = [json.loads(line) for line in runs_path.read_text().splitlines()] if runs_path.exists() else []
-    done = {(r["dataset"], r["method"], r["seed"]) for r in runs}
+    run_log = RunLog.beside(out)
+    runs = run_log.load()
+    done = run_log.done("dataset", "method", "seed")
     prep = None
     todo = [(m, s) for m in args.methods for s in range(args.seeds) if (args.dataset, m, s) not in done]
     for i, (method, seed) in enumerate(todo):
@@ -698,11 +668,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         rows = run_method(method, prep, seed, args)
         run = {"dataset": args.dataset, "method": method, "seed": seed, "rows": rows}
         run["seconds"] = time.process_time() - start
-        with runs_path.open("a") as f:
-            f.write(json.dumps(run) + "\n")
+        run_log.append(run)
         runs.append(run)
     keep = [r for r in runs if r["dataset"] == args.dataset and r["method"] in args.methods]
-    records = _summarise(keep, device)
+    # One record per (row, metric); a NaN (a template absent from a seed's test set) is kept in ``values``.
+    records = summarise(keep, device, nan="skip")
     out.write_text(json.dumps(records, indent=1))
     print(_markdown(records))
     return records
