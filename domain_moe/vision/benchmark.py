@@ -72,7 +72,7 @@ from domain_moe.vision.canvas import TEMPLATES, caption_vocab_size, make_canvase
 from domain_moe.vision.data import CanvasDataModule, FashionMNISTDataModule, TensorDictDataset, load_items
 from domain_moe.vision.experts import TimmExpert, align_to_grid, load_expert
 from domain_moe.vision.heads import CaptionDecoder, ClassificationHead, DetectionHead, QuestionHead, SegmentationHead
-from domain_moe.vision.matrix import expert_matrix
+from domain_moe.vision.matrix import expert_matrix, fit_cosine
 from domain_moe.vision.metrics import CaptionScores, QuestionAccuracy, retrieval_recall_at_k
 from domain_moe.vision.models import (
     Astrea,
@@ -275,20 +275,12 @@ def _train_probe(tensors: dict[str, Tensor], j: int, steps: int, seed: int, args
     torch.manual_seed(seed)
     tokens = _source(tensors, j)
     model = SingleSourceModel(tokens.shape[-1], 64, _head(64, args))
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    gen = torch.Generator().manual_seed(seed)
-    n = tokens.shape[0]
-    model.train()
-    for step in range(steps):
-        idx = torch.randint(n, (args.batch_size,), generator=gen)
+
+    def loss_of(idx: Tensor) -> Tensor:
         logits = model(tokens[idx], tensors["context"][idx], tensors["argument"][idx])
-        loss = F.cross_entropy(logits, tensors["answer"][idx])
-        opt.zero_grad()
-        loss.backward()
-        for group in opt.param_groups:
-            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        opt.step()
-    return model.eval()
+        return F.cross_entropy(logits, tensors["answer"][idx])
+
+    return fit_cosine(model, tokens.shape[0], loss_of, steps=steps, lr=args.lr, batch_size=args.batch_size, seed=seed)
 
 
 @torch.no_grad()
@@ -357,21 +349,21 @@ def _describe_probe(tensors: dict[str, Tensor], j: int, seed: int, args: argpars
     tokens = _source(tensors["train"], j)
     proj = torch.nn.Sequential(torch.nn.Linear(tokens.shape[-1], 64), torch.nn.LayerNorm(64))
     describer = _describer(64)
-    params = [*proj.parameters(), *describer.parameters()]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
-    gen = torch.Generator().manual_seed(seed)
     train = tensors["train"]
-    n = tokens.shape[0]
-    steps = args.adapter_steps
-    for step in range(steps):
-        idx = torch.randint(n, (args.batch_size,), generator=gen)
+
+    def loss_of(idx: Tensor) -> Tensor:
         out = describer.losses(proj(tokens[idx]), train["caption"][idx], train["presence"][idx])
-        loss = out.caption + out.retrieval
-        opt.zero_grad()
-        loss.backward()
-        for group in opt.param_groups:
-            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        opt.step()
+        return out.caption + out.retrieval
+
+    fit_cosine(
+        torch.nn.ModuleList([proj, describer]),
+        tokens.shape[0],
+        loss_of,
+        steps=args.adapter_steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=seed,
+    )
 
     def describe(batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x = proj(_source(batch, j))

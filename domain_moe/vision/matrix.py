@@ -42,7 +42,7 @@ from domain_moe.vision.heads import (
 from domain_moe.vision.metrics import CaptionScores, DetectionScores
 from domain_moe.vision.tasks import centernet_loss, centernet_targets
 
-__all__ = ["MATRIX_TASKS", "expert_matrix"]
+__all__ = ["MATRIX_TASKS", "expert_matrix", "fit_cosine"]
 
 log = logging.getLogger(__name__)
 
@@ -238,18 +238,41 @@ class _Recipe:
 
     def fit(self, head: nn.Module, n: int, loss_of: Callable[[Tensor], Tensor]) -> nn.Module:
         """Train ``head`` on ``loss_of(batch indices)`` and return it in eval mode."""
-        opt = torch.optim.AdamW(head.parameters(), lr=self.lr, weight_decay=1e-4)
-        gen = torch.Generator().manual_seed(self.seed)
-        head.train()
-        for step in range(self.steps):
-            idx = torch.randint(n, (self.batch_size,), generator=gen)
-            loss = loss_of(idx)
-            opt.zero_grad()
-            loss.backward()
-            for group in opt.param_groups:
-                group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * step / self.steps))
-            opt.step()
-        return head.eval()
+        return fit_cosine(head, n, loss_of, steps=self.steps, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
+
+
+def fit_cosine(
+    module: nn.Module, n: int, loss_of: Callable[[Tensor], Tensor], *, steps: int, lr: float, batch_size: int, seed: int
+) -> nn.Module:
+    """The probes' recipe: AdamW (weight decay 1e-4), half-cosine decay to 0, seeded batches drawn with replacement.
+
+    Shared by the expert matrix and the benchmark's question and describe probes, so that every probe trains
+    the same way.
+
+    Args:
+        module: what to train (every parameter).
+        n: samples to draw from.
+        loss_of: ``batch indices [batch_size] -> scalar loss``.
+        steps: optimizer steps.
+        lr: peak learning rate.
+        batch_size: samples per step.
+        seed: seed of the batch draws.
+
+    Returns:
+        ``module`` in eval mode.
+    """
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    module.train()
+    for step in range(steps):
+        idx = torch.randint(n, (batch_size,), generator=gen)
+        loss = loss_of(idx)
+        opt.zero_grad()
+        loss.backward()
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        opt.step()
+    return module.eval()
 
 
 def _chunks(n: int) -> list[slice]:
